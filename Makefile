@@ -1,0 +1,45 @@
+# The two commands of the README. Both install what is missing (Debian packages through
+# deploy/install-deps.sh, npm packages for the tests from tests/node/package-lock.json).
+.PHONY: run test build build-all deps test-deps node-deps image-test bench clean
+
+BUILD_DIR ?= build
+CMAKE_FLAGS ?= -G Ninja -DCMAKE_BUILD_TYPE=Release -DSWARMCOORD_TESTS=ON
+CONFIG ?= config/swarmcoord.toml
+
+run: build
+	$(BUILD_DIR)/swarmcoord --config $(CONFIG)
+
+test: test-deps build-all node-deps
+	ctest --test-dir $(BUILD_DIR) --output-on-failure --timeout 300
+
+deps:
+	deploy/install-deps.sh build
+
+test-deps:
+	deploy/install-deps.sh test
+
+$(BUILD_DIR)/build.ninja: CMakeLists.txt
+	cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS)
+
+build: deps $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR) --target swarmcoord
+
+build-all: deps $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR)
+
+# npm ci only when the lock file changed since the last install.
+node-deps: tests/node/node_modules/.installed
+
+tests/node/node_modules/.installed: tests/node/package.json tests/node/package-lock.json
+	cd tests/node && npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+image-test:
+	deploy/install-deps.sh image
+	deploy/image-test.sh
+
+bench: build-all
+	bench/compare.sh
+
+clean:
+	rm -rf $(BUILD_DIR) tests/node/node_modules

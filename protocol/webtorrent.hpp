@@ -1,0 +1,115 @@
+#pragma once
+// The WebTorrent WebSocket tracker protocol (as spoken by bittorrent-tracker, WebTorrent and
+// p2p-media-loader): message structs and their JSON codec. Decoding never throws: hostile
+// input yields a request_error carrying the reference client-visible message.
+// Pure; thread-safe.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "protocol/binary_id.hpp"
+
+namespace swarmcoord::protocol::webtorrent {
+
+enum class announce_event : std::uint8_t { none, started, completed, stopped, update, paused, empty };
+
+struct offer {
+  binary_id offer_id;
+  nlohmann::json sdp;  // the "offer" object, relayed as received
+};
+
+struct announce {
+  binary_id info_hash;
+  binary_id peer_id;
+  announce_event event = announce_event::none;
+  std::optional<double> left;  // absent unless the app supplies it; 0 means seeder
+  std::vector<offer> offers;   // the relayable ones, in order
+  std::size_t offers_skipped = 0;  // entries without a valid offer object or offer_id
+};
+
+struct answer {
+  binary_id info_hash;
+  binary_id peer_id;     // the answerer
+  binary_id to_peer_id;  // the offerer
+  binary_id offer_id;
+  nlohmann::json sdp;    // the "answer" object, relayed as received
+};
+
+struct scrape {
+  std::vector<binary_id> info_hashes;  // empty together with all == true: every swarm
+  bool all = false;
+};
+
+// Reasons are metric label values: a closed, low-cardinality set.
+enum class error_reason : std::uint8_t {
+  bad_json, not_an_object, invalid_action, invalid_info_hash, invalid_peer_id,
+  invalid_to_peer_id, invalid_offer_id, invalid_event, too_many_info_hashes, too_many_peers,
+};
+inline constexpr std::size_t error_reason_count = 10;
+std::string_view to_string(error_reason r);
+
+struct request_error {
+  error_reason reason;
+  std::string message;                 // the reference tracker's text where it has one
+  std::optional<binary_id> info_hash;  // known: the warning shape that keeps the socket
+  std::string_view action = "announce";
+};
+
+using client_message = std::variant<announce, answer, scrape, request_error>;
+
+inline constexpr std::size_t max_scrape_info_hashes = 256;
+
+client_message decode_client_message(std::string_view text);
+
+// ---- server -> client ----
+struct announce_response {
+  binary_id info_hash;
+  std::uint32_t complete = 0;
+  std::uint32_t incomplete = 0;
+  std::uint32_t interval_s = 120;
+};
+
+struct offer_relay {
+  binary_id info_hash;
+  binary_id peer_id;  // the offerer
+  binary_id offer_id;
+  nlohmann::json sdp;
+};
+
+struct answer_relay {
+  binary_id info_hash;
+  binary_id peer_id;  // the answerer
+  binary_id offer_id;
+  nlohmann::json sdp;
+};
+
+struct scrape_file {
+  binary_id info_hash;
+  std::uint32_t complete = 0;
+  std::uint32_t incomplete = 0;
+  std::uint64_t downloaded = 0;
+};
+
+struct scrape_response {
+  std::vector<scrape_file> files;
+};
+
+using server_message =
+    std::variant<announce_response, offer_relay, answer_relay, scrape_response, request_error>;
+
+// Metric label of a server message: announce, offer, answer, scrape, error.
+std::string_view type_name(const server_message& m);
+
+std::string encode(const server_message& m);
+
+// Encoders for the client side of the protocol, used by tests and the load generator.
+std::string encode_announce(const announce& a);
+std::string encode_answer(const answer& a);
+std::string encode_scrape(const scrape& s);
+
+}  // namespace swarmcoord::protocol::webtorrent

@@ -1,0 +1,68 @@
+#pragma once
+// swarmcoord's configuration: one schema of keys (type, default, range, documentation) from
+// which the TOML file, environment overrides (SWARMCOORD_<SECTION>_<KEY>) and --set
+// section.key=value are validated, and from which --print-config writes documented TOML.
+// Precedence, lowest first: defaults, file, environment, --set.
+// Not thread-safe while loading; the resulting config is an immutable value.
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "server/swarm/address.hpp"
+#include "server/swarm/tracker.hpp"
+
+namespace swarmcoord::config {
+
+// Thrown for any bad key or value; what() is one line that names the key and why.
+struct config_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct listen_address {
+  std::string host;  // an IP literal
+  std::uint16_t port = 0;
+  std::string to_string() const;
+};
+
+struct config {
+  struct {
+    listen_address listen;
+    unsigned threads = 0;  // resolved: never 0 after load()
+    std::string tls_cert;
+    std::string tls_key;
+    std::size_t max_message_bytes = 0;
+    std::size_t max_connections = 0;
+    unsigned idle_timeout_s = 0;
+    unsigned drain_seconds = 0;
+    std::size_t max_write_queue_bytes = 0;
+    unsigned max_protocol_errors = 0;
+    std::vector<swarm::cidr> trusted_proxies;
+  } server;
+  struct {
+    listen_address listen;
+  } admin;
+  struct {
+    std::string level;
+    std::string format;
+  } log;
+  swarm::tracker_config tracker;
+};
+
+struct sources {
+  std::string file;                                       // empty: defaults only
+  std::vector<std::string> sets;                          // "section.key=value"
+  std::vector<std::pair<std::string, std::string>> env;   // SWARMCOORD_* variables
+};
+
+// Reads the process environment's SWARMCOORD_* variables.
+std::vector<std::pair<std::string, std::string>> environment_overrides();
+
+config load(const sources& from);
+
+// The effective configuration as TOML, each key preceded by its documentation.
+std::string print(const sources& from);
+
+}  // namespace swarmcoord::config

@@ -1,0 +1,194 @@
+// swarmcoord: the daemon. Wires config, logging, the worker runtime, the admin listener and
+// signal handling together; everything else lives in the layers below.
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "protocol/webtorrent.hpp"
+#include "server/config/config.hpp"
+#include "server/metrics/metrics.hpp"
+#include "server/net/http_routes.hpp"
+#include "server/net/listener.hpp"
+#include "server/net/runtime.hpp"
+#include "server/net/session.hpp"
+
+namespace {
+
+namespace asio = boost::asio;
+using namespace swarmcoord;
+constexpr const char* version = SWARMCOORD_VERSION;
+
+// %* in the JSON pattern: the message, escaped as a JSON string body.
+class json_message_flag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    static constexpr char hex[] = "0123456789abcdef";
+    for (char ch : msg.payload) {
+      auto c = static_cast<unsigned char>(ch);
+      if (c == '"' || c == '\\') {
+        dest.push_back('\\');
+        dest.push_back(ch);
+      } else if (c < 0x20) {
+        const char esc[] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xF]};
+        dest.append(esc, esc + 6);
+      } else {
+        dest.push_back(ch);
+      }
+    }
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<json_message_flag>(); }
+};
+
+void setup_logging(const config::config& cfg) {
+  auto logger = spdlog::stderr_color_mt("swarmcoord");
+  if (cfg.log.format == "json") {
+    auto f = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+    f->add_flag<json_message_flag>('*').set_pattern(
+        R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","thread":%t,"msg":"%*"})");
+    logger->set_formatter(std::move(f));
+  } else {
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  }
+  logger->set_level(spdlog::level::from_str(cfg.log.level));
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(logger);
+}
+
+std::array<metrics::protocol_labels, metrics::protocol_count> protocol_labels() {
+  namespace wt = protocol::webtorrent;
+  metrics::protocol_labels webtorrent{"webtorrent", {"announce", "answer", "scrape", "invalid"},
+                                      {"announce", "offer", "answer", "scrape", "error"}, {}};
+  for (std::size_t r = 0; r < wt::error_reason_count; ++r)
+    webtorrent.error_reasons.push_back(wt::to_string(static_cast<wt::error_reason>(r)));
+  webtorrent.error_reasons.push_back("message_too_big");
+  metrics::protocol_labels native{"native", {}, {}, {}};
+  return {webtorrent, native};
+}
+
+int serve(const config::config& cfg) {
+  net::runtime rt(cfg);
+  rt.start();
+
+  asio::io_context control{1};
+  metrics::exporter exporter(version, protocol_labels());
+  net::admin_routes admin(rt, exporter, version);
+  asio::ip::tcp::endpoint admin_at(asio::ip::make_address(cfg.admin.listen.host), cfg.admin.listen.port);
+  asio::ip::tcp::acceptor admin_acceptor(control);
+  try {
+    admin_acceptor = net::listener::bind(control.get_executor(), admin_at, false);
+  } catch (const boost::system::system_error& e) {
+    throw std::runtime_error("admin.listen: cannot listen on " + cfg.admin.listen.to_string() + ": " +
+                             e.code().message());
+  }
+  admin_at = admin_acceptor.local_endpoint();
+  auto admin_listener = std::make_shared<net::listener>(
+      std::move(admin_acceptor), [&admin](asio::ip::tcp::socket&& s) { net::start_admin_session(std::move(s), admin); });
+  admin_listener->start();
+
+  auto show = [](const asio::ip::tcp::endpoint& ep) {
+    return ep.address().is_v6() ? "[" + ep.address().to_string() + "]:" + std::to_string(ep.port())
+                                : ep.address().to_string() + ":" + std::to_string(ep.port());
+  };
+  spdlog::info("swarmcoord {} listening public={} admin={} workers={} tls={}", version, show(rt.public_endpoint()),
+               show(admin_at), rt.worker_count(), rt.tls() ? "on" : "off");
+
+  // SIGTERM/SIGINT: drain, then exit 0. A second signal: exit at once.
+  asio::signal_set signals(control, SIGINT, SIGTERM);
+  asio::steady_timer drain_poll(control);
+  std::chrono::steady_clock::time_point deadline;
+  std::function<void()> poll = [&] {
+    if (rt.open_connections() == 0 || std::chrono::steady_clock::now() >= deadline) {
+      if (rt.open_connections() > 0)
+        spdlog::warn("drain deadline reached with {} connections open; exiting", rt.open_connections());
+      else
+        spdlog::info("drained; exiting");
+      admin_listener->stop();
+      control.stop();
+      return;
+    }
+    drain_poll.expires_after(std::chrono::milliseconds(50));
+    drain_poll.async_wait([&](boost::system::error_code ec) {
+      if (!ec) poll();
+    });
+  };
+  std::function<void(const boost::system::error_code&, int)> on_signal = [&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    if (rt.draining()) {
+      spdlog::warn("second signal ({}): exiting now", sig);
+      spdlog::default_logger()->flush();
+      ::_exit(1);
+    }
+    spdlog::info("signal {}: draining {} connections over {} s (readyz now 503)", sig, rt.open_connections(),
+                 cfg.server.drain_seconds);
+    rt.begin_drain();
+    // Closing handshakes need a moment past the last scheduled close.
+    deadline = std::chrono::steady_clock::now() + std::chrono::seconds(cfg.server.drain_seconds + 3);
+    poll();
+    signals.async_wait(on_signal);
+  };
+  signals.async_wait(on_signal);
+
+  control.run();
+  rt.stop();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"swarmcoord: the coordinator of a peer-to-peer content delivery network for the web.\n"
+               "Speaks the WebTorrent tracker protocol and its own native protocol over WebSocket."};
+  std::string config_file;
+  std::vector<std::string> sets;
+  bool print_config = false;
+  app.add_option("-c,--config", config_file, "TOML configuration file (see config/swarmcoord.toml)");
+  app.add_option("--set", sets, "Override a key: section.key=value, value in TOML syntax (repeatable)")
+      ->take_all()
+      ->expected(1)
+      ->allow_extra_args(false);
+  app.add_flag("--print-config", print_config, "Print the effective configuration as TOML and exit");
+  app.set_version_flag("--version", std::string("swarmcoord ") + version);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "swarmcoord: " << e.what() << " (see --help)\n";
+    return 2;
+  }
+
+  std::signal(SIGPIPE, SIG_IGN);
+  config::sources sources{config_file, sets, config::environment_overrides()};
+  config::config cfg;
+  try {
+    if (print_config) {
+      std::cout << config::print(sources);
+      return 0;
+    }
+    cfg = config::load(sources);
+  } catch (const config::config_error& e) {
+    std::cerr << "swarmcoord: config: " << e.what() << "\n";
+    return 2;
+  }
+
+  setup_logging(cfg);
+  try {
+    return serve(cfg);
+  } catch (const std::exception& e) {
+    spdlog::critical("cannot start: {}", e.what());
+    return 1;
+  }
+}

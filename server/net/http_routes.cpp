@@ -1,0 +1,94 @@
+#include "server/net/http_routes.hpp"
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+#include "server/metrics/metrics.hpp"
+#include "server/net/runtime.hpp"
+
+namespace swarmcoord::net {
+namespace {
+
+constexpr std::size_t top_swarm_count = 10;
+
+bool health_route(std::string_view path, const runtime& rt, respond_fn& respond) {
+  if (path == "/healthz") {
+    respond(200, "text/plain", "ok\n");
+    return true;
+  }
+  if (path == "/readyz") {
+    if (rt.draining()) respond(503, "text/plain", "draining\n");
+    else respond(200, "text/plain", "ready\n");
+    return true;
+  }
+  return false;
+}
+
+struct stats_part {
+  metrics::counters counters;
+  std::vector<swarm::swarm_summary> top;
+};
+
+}  // namespace
+
+std::string_view path_of(std::string_view target) {
+  return target.substr(0, target.find('?'));
+}
+
+void public_routes::handle(std::string_view path, boost::asio::any_io_executor, respond_fn respond) {
+  if (!health_route(path, rt_, respond)) respond(404, "text/plain", "not found\n");
+}
+
+admin_routes::admin_routes(runtime& rt, metrics::exporter& exporter, std::string version)
+    : rt_(rt), exporter_(exporter), version_(std::move(version)) {}
+
+void admin_routes::handle(std::string_view path, boost::asio::any_io_executor ex, respond_fn respond) {
+  if (health_route(path, rt_, respond)) return;
+  if (path == "/metrics") {
+    rt_.gather<metrics::counters>(
+        ex, [](worker& w) { return w.snapshot(); },
+        [this, respond](std::vector<metrics::counters> parts) {
+          metrics::counters total;
+          for (const auto& p : parts) total += p;
+          respond(200, "text/plain; version=0.0.4", exporter_.render(total));
+        });
+    return;
+  }
+  if (path == "/stats") {
+    rt_.gather<stats_part>(
+        ex, [](worker& w) { return stats_part{w.snapshot(), w.tracker().top_swarms(top_swarm_count)}; },
+        [this, respond](std::vector<stats_part> parts) {
+          metrics::counters total;
+          std::vector<swarm::swarm_summary> top;
+          for (auto& p : parts) {
+            total += p.counters;
+            top.insert(top.end(), p.top.begin(), p.top.end());
+          }
+          auto size = [](const swarm::swarm_summary& s) { return s.seeders + s.leechers; };
+          std::sort(top.begin(), top.end(), [&](const auto& a, const auto& b) { return size(a) > size(b); });
+          if (top.size() > top_swarm_count) top.resize(top_swarm_count);
+          constexpr auto wt = static_cast<std::size_t>(metrics::protocol::webtorrent);
+          constexpr auto native = static_cast<std::size_t>(metrics::protocol::native);
+          nlohmann::json j;
+          j["version"] = version_;
+          j["uptime_s"] = std::chrono::duration_cast<std::chrono::seconds>(
+                              std::chrono::steady_clock::now() - started_).count();
+          j["draining"] = rt_.draining();
+          j["workers"] = rt_.worker_count();
+          j["connections"] = {{"webtorrent", total.connections[wt]}, {"native", total.connections[native]}};
+          j["swarms"] = total.swarms[wt] + total.swarms[native];
+          j["peers"] = {{"seeders", total.seeders[wt] + total.seeders[native]},
+                        {"leechers", total.leechers[wt] + total.leechers[native]}};
+          auto& list = j["top_swarms"] = nlohmann::json::array();
+          for (const auto& s : top)
+            list.push_back({{"info_hash", s.info_hash.hex()}, {"protocol", "webtorrent"},
+                            {"peers", size(s)}, {"seeders", s.seeders}, {"leechers", s.leechers}});
+          respond(200, "application/json", j.dump(2) + "\n");
+        });
+    return;
+  }
+  respond(404, "text/plain", "not found\n");
+}
+
+}  // namespace swarmcoord::net

@@ -1,0 +1,134 @@
+#include "server/net/runtime.hpp"
+
+#include <random>
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <spdlog/spdlog.h>
+
+#include "server/net/http_routes.hpp"
+#include "server/net/listener.hpp"
+#include "server/net/session.hpp"
+
+namespace swarmcoord::net {
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+thread_local worker* this_thread_worker = nullptr;
+}
+
+worker* runtime::current_worker() { return this_thread_worker; }
+
+runtime::runtime(const config::config& cfg) : cfg_(cfg), routes_(std::make_unique<public_routes>(*this)) {
+  const unsigned n = std::min(cfg_.server.threads, 1u << (64 - worker_shift));
+  for (unsigned i = 0; i < n; ++i)
+    workers_.push_back(std::make_unique<worker>(*this, i, n, cfg_.tracker));
+  if (!cfg_.server.tls_cert.empty()) {
+    tls_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+    tls_->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                      asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                      asio::ssl::context::no_tlsv1_1);
+    boost::system::error_code ec;
+    tls_->use_certificate_chain_file(cfg_.server.tls_cert, ec);
+    if (ec) throw std::runtime_error("server.tls_cert: cannot load " + cfg_.server.tls_cert + ": " + ec.message());
+    tls_->use_private_key_file(cfg_.server.tls_key, asio::ssl::context::pem, ec);
+    if (ec) throw std::runtime_error("server.tls_key: cannot load " + cfg_.server.tls_key + ": " + ec.message());
+  }
+}
+
+runtime::~runtime() { stop(); }
+
+unsigned runtime::shard_of(const protocol::binary_id& info_hash) const {
+  return static_cast<unsigned>(protocol::binary_id_hash{}(info_hash) % workers_.size());
+}
+
+void runtime::start() {
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(cfg_.server.listen.host, ec);
+  if (ec) throw std::runtime_error("server.listen: bad address " + cfg_.server.listen.host);
+  tcp::endpoint at(address, cfg_.server.listen.port);
+  for (auto& w : workers_) {
+    tcp::acceptor acceptor(w->io());
+    try {
+      acceptor = listener::bind(w->io().get_executor(), at, true);
+    } catch (const boost::system::system_error& e) {
+      throw std::runtime_error("server.listen: cannot listen on " + cfg_.server.listen.to_string() +
+                               ": " + e.code().message());
+    }
+    // With port 0 the first bind picks the port; the other workers share that one.
+    at = acceptor.local_endpoint();
+    worker* wp = w.get();
+    auto l = std::make_shared<listener>(std::move(acceptor), [this, wp](tcp::socket&& socket) {
+      start_public_session(std::move(socket), *wp, *this);
+    });
+    listeners_.push_back(l);
+  }
+  public_endpoint_ = at;
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    worker* w = workers_[i].get();
+    auto l = listeners_[i];
+    asio::post(w->io(), [w, l] {
+      l->start();
+      w->start_housekeeping();
+    });
+    threads_.emplace_back([w] {
+      this_thread_worker = w;
+      // A handler that throws is a bug; log it and keep the worker serving everyone else.
+      for (;;) {
+        try {
+          w->io().run();
+          break;
+        } catch (const std::exception& e) {
+          spdlog::error("worker {}: unhandled exception: {}", w->index(), e.what());
+        }
+      }
+    });
+  }
+}
+
+void runtime::stop() {
+  for (auto& w : workers_) w->io().stop();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+  threads_.clear();
+}
+
+bool runtime::admit() {
+  auto n = open_connections_.fetch_add(1, std::memory_order_relaxed);
+  if (n >= cfg_.server.max_connections) {
+    open_connections_.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
+  return true;
+}
+
+void runtime::release() { open_connections_.fetch_sub(1, std::memory_order_relaxed); }
+
+void runtime::begin_drain() {
+  if (draining_.exchange(true)) return;
+  const auto window = std::chrono::milliseconds(cfg_.server.drain_seconds * 1000);
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    worker* w = workers_[i].get();
+    auto l = listeners_[i];
+    asio::post(w->io(), [w, l, window] {
+      l->stop();
+      // Close in batches spread over the window, so that clients reconnecting elsewhere do
+      // not arrive at the other instances all at once.
+      std::vector<connection_id> ids;
+      w->for_each_connection([&](connection& c) { ids.push_back(c.id()); });
+      std::shuffle(ids.begin(), ids.end(), std::mt19937(std::random_device{}()));
+      const std::size_t slots = std::max<std::size_t>(1, std::min<std::size_t>(ids.size(), window.count() / 100 + 1));
+      for (std::size_t s = 0; s < slots; ++s) {
+        std::vector<connection_id> batch;
+        for (std::size_t k = s; k < ids.size(); k += slots) batch.push_back(ids[k]);
+        auto timer = std::make_shared<asio::steady_timer>(w->io(), window * s / slots);
+        timer->async_wait([w, timer, batch = std::move(batch)](boost::system::error_code) {
+          for (auto id : batch) w->close_going_away(id);
+        });
+      }
+    });
+  }
+}
+
+}  // namespace swarmcoord::net

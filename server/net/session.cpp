@@ -1,0 +1,381 @@
+#include "server/net/session.hpp"
+
+#include <deque>
+#include <optional>
+
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+#include <spdlog/spdlog.h>
+
+#include "server/net/http_routes.hpp"
+#include "server/net/runtime.hpp"
+
+namespace swarmcoord::net {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+using plain_stream = beast::tcp_stream;
+using tls_stream = beast::ssl_stream<beast::tcp_stream>;
+namespace wt = protocol::webtorrent;
+
+namespace {
+
+constexpr auto http_timeout = std::chrono::seconds(30);
+constexpr std::string_view server_name = "swarmcoord";
+constexpr auto wt_index = static_cast<std::size_t>(metrics::protocol::webtorrent);
+// flat_buffer keeps its largest size; idle connections should not keep a 64 KiB buffer.
+constexpr std::size_t read_buffer_keep = 8192;
+
+template <class... Ts>
+struct overloaded : Ts... {
+  using Ts::operator()...;
+};
+
+swarm::ip_address to_domain(const asio::ip::address& a) {
+  if (a.is_v4()) {
+    auto b = a.to_v4().to_bytes();
+    return swarm::ip_address::v4(b[0], b[1], b[2], b[3]);
+  }
+  swarm::ip_address ip;
+  auto b = a.to_v6().to_bytes();
+  std::copy(b.begin(), b.end(), ip.bytes.begin());
+  return ip;
+}
+
+void close_stream(plain_stream& s) {
+  boost::system::error_code ec;
+  s.socket().shutdown(tcp::socket::shutdown_send, ec);
+  s.close();
+}
+void close_stream(tls_stream& s) { beast::get_lowest_layer(s).close(); }
+
+// ---------------------------------------------------------------- WebSocket session
+template <class Stream>
+class ws_session final : public connection, public std::enable_shared_from_this<ws_session<Stream>> {
+ public:
+  ws_session(Stream&& stream, worker& w, runtime& rt, metrics::protocol kind, swarm::ip_address client)
+      : ws_(std::move(stream)), w_(w), rt_(rt), kind_(kind), client_(client) {}
+
+  ~ws_session() override { finish(); }
+
+  void run(http::request<http::string_body>&& req) {
+    id_ = w_.register_connection(this);
+    registered_ = true;
+    auto& c = w_.counters();
+    ++c.connections[static_cast<std::size_t>(kind_)];
+    ++c.connections_accepted;
+
+    beast::get_lowest_layer(ws_).expires_never();  // the websocket timeouts take over
+    websocket::stream_base::timeout t{};
+    t.handshake_timeout = std::chrono::seconds(30);
+    t.idle_timeout = std::chrono::seconds(rt_.cfg().server.idle_timeout_s);
+    t.keep_alive_pings = true;
+    ws_.set_option(t);
+    ws_.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
+      res.set(http::field::server, server_name);
+    }));
+    ws_.read_message_max(rt_.cfg().server.max_message_bytes);
+    ws_.async_accept(req, [self = this->shared_from_this()](beast::error_code ec) {
+      if (ec) return self->finish();
+      self->do_read();
+    });
+  }
+
+  void send(outbound m) override {
+    if (closing_) return;
+    auto& c = w_.counters();
+    if (queued_bytes_ + m.payload->size() > rt_.cfg().server.max_write_queue_bytes) {
+      // A client that does not read can't be allowed to grow our memory: drop it.
+      ++c.slow_consumers_closed;
+      spdlog::debug("conn {} {}: write queue over {} bytes, disconnecting slow consumer", id_,
+                    client_.to_string(), rt_.cfg().server.max_write_queue_bytes);
+      abort();
+      return;
+    }
+    ++c.sent[static_cast<std::size_t>(kind_)][m.type];
+    queued_bytes_ += m.payload->size();
+    queue_.push_back(std::move(m));
+    if (!writing_) do_write();
+  }
+
+  void close_going_away() override { begin_close(websocket::close_code::going_away); }
+  metrics::protocol kind() const override { return kind_; }
+  connection_id id() const override { return id_; }
+
+ private:
+  void do_read() {
+    ws_.async_read(buffer_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+      self->on_read(ec);
+    });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec) {
+      if (ec == websocket::error::message_too_big) {
+        // Labelled after the decoder's reasons, as main.cpp lists them.
+        ++w_.counters().errors[static_cast<std::size_t>(kind_)][wt::error_reason_count];
+        spdlog::debug("conn {} {}: message over {} bytes, closed with 1009", id_, client_.to_string(),
+                      rt_.cfg().server.max_message_bytes);
+      } else if (ec != websocket::error::closed && ec != asio::error::operation_aborted) {
+        spdlog::debug("conn {} {}: {}", id_, client_.to_string(), ec.message());
+      }
+      return finish();
+    }
+    const auto* data = static_cast<const char*>(buffer_.data().data());
+    on_message(std::string_view(data, buffer_.size()));
+    buffer_.consume(buffer_.size());
+    if (buffer_.capacity() > read_buffer_keep) buffer_.shrink_to_fit();
+    if (!closing_) do_read();
+  }
+
+  void on_message(std::string_view text) {
+    auto msg = wt::decode_client_message(text);
+    auto& c = w_.counters();
+    ++c.received[wt_index][msg.index()];
+    std::visit(overloaded{
+                   [&](wt::request_error& e) { on_protocol_error(std::move(e)); },
+                   [&](wt::announce& a) {
+                     errors_in_row_ = 0;
+                     const unsigned shard = use_shard(a.info_hash);
+                     rt_.run_on(shard, [&target = rt_.at(shard), id = id_, client = client_,
+                                        a = std::move(a)]() mutable {
+                       target.handle_announce(id, client, std::move(a));
+                     });
+                   },
+                   [&](wt::answer& a) {
+                     errors_in_row_ = 0;
+                     const unsigned shard = use_shard(a.info_hash);
+                     rt_.run_on(shard, [&target = rt_.at(shard), id = id_, a = std::move(a)]() mutable {
+                       target.handle_answer(id, std::move(a));
+                     });
+                   },
+                   [&](wt::scrape& s) {
+                     errors_in_row_ = 0;
+                     scrape(std::move(s));
+                   },
+               },
+               msg);
+  }
+
+  unsigned use_shard(const protocol::binary_id& info_hash) {
+    const unsigned shard = rt_.shard_of(info_hash);
+    shards_used_ |= std::uint64_t{1} << shard;
+    return shard;
+  }
+
+  void scrape(wt::scrape&& s) {
+    runtime* rt = &rt_;
+    auto hashes = std::make_shared<const std::vector<protocol::binary_id>>(std::move(s.info_hashes));
+    const bool all = s.all;
+    const std::size_t cap = rt_.cfg().tracker.max_scrape_all;
+    rt_.gather<std::vector<wt::scrape_file>>(
+        w_.io().get_executor(),
+        [rt, hashes, all](worker& w) {
+          std::vector<wt::scrape_file> files;
+          if (all) {
+            w.tracker().scrape_all(files);
+          } else {
+            std::vector<protocol::binary_id> mine;
+            for (const auto& h : *hashes)
+              if (rt->shard_of(h) == w.index()) mine.push_back(h);
+            w.tracker().scrape(mine, files);
+          }
+          return files;
+        },
+        [&w = w_, id = id_, all, cap](std::vector<std::vector<wt::scrape_file>> parts) {
+          wt::scrape_response r;
+          for (auto& p : parts) r.files.insert(r.files.end(), p.begin(), p.end());
+          if (all && r.files.size() > cap) r.files.resize(cap);
+          wt::server_message m = std::move(r);
+          w.deliver(id, outbound{std::make_shared<const std::string>(wt::encode(m)),
+                                 static_cast<std::uint8_t>(m.index())});
+        });
+  }
+
+  void on_protocol_error(wt::request_error&& e) {
+    auto& c = w_.counters();
+    ++c.errors[wt_index][static_cast<std::size_t>(e.reason)];
+    spdlog::debug("conn {} {}: protocol error {}: {}", id_, client_.to_string(), wt::to_string(e.reason), e.message);
+    wt::server_message m = std::move(e);
+    send(outbound{std::make_shared<const std::string>(wt::encode(m)), static_cast<std::uint8_t>(m.index())});
+    if (++errors_in_row_ >= rt_.cfg().server.max_protocol_errors) {
+      spdlog::info("conn {} {}: {} invalid messages in a row, closing (1008)", id_, client_.to_string(), errors_in_row_);
+      begin_close(websocket::close_code::policy_error);
+    }
+  }
+
+  void do_write() {
+    writing_ = true;
+    ws_.text(true);
+    ws_.async_write(asio::buffer(*queue_.front().payload),
+                    [self = this->shared_from_this()](beast::error_code ec, std::size_t) { self->on_write(ec); });
+  }
+
+  void on_write(beast::error_code ec) {
+    queued_bytes_ -= queue_.front().payload->size();
+    queue_.pop_front();
+    if (ec) {
+      writing_ = false;
+      queue_.clear();
+      queued_bytes_ = 0;
+      return;  // the read side sees the failure too and finishes the session
+    }
+    if (!queue_.empty()) return do_write();
+    writing_ = false;
+    if (close_code_) do_close();
+  }
+
+  // Stops taking messages; the queue is flushed, then the close frame goes out.
+  void begin_close(websocket::close_code code) {
+    if (closing_) return;
+    closing_ = true;
+    close_code_ = code;
+    if (!writing_) do_close();
+  }
+
+  void do_close() {
+    ws_.async_close(*close_code_, [self = this->shared_from_this()](beast::error_code) {});
+  }
+
+  void abort() {
+    closing_ = true;
+    beast::get_lowest_layer(ws_).close();
+  }
+
+  // Runs once, when the connection ends for whatever reason: the shards that saw this
+  // connection drop its peers, and the connection's slot is given back.
+  void finish() {
+    if (!registered_) return;
+    registered_ = false;
+    closing_ = true;
+    w_.unregister_connection(id_);
+    --w_.counters().connections[static_cast<std::size_t>(kind_)];
+    for (unsigned shard = 0; shards_used_ != 0; ++shard, shards_used_ >>= 1)
+      if (shards_used_ & 1)
+        rt_.run_on(shard, [&target = rt_.at(shard), id = id_] { target.tracker().on_connection_closed(id); });
+    rt_.release();
+  }
+
+  websocket::stream<Stream> ws_;
+  beast::flat_buffer buffer_;
+  worker& w_;
+  runtime& rt_;
+  metrics::protocol kind_;
+  swarm::ip_address client_;
+  connection_id id_ = 0;
+  bool registered_ = false;
+  bool writing_ = false;
+  bool closing_ = false;
+  std::optional<websocket::close_code> close_code_;
+  std::deque<outbound> queue_;
+  std::size_t queued_bytes_ = 0;
+  unsigned errors_in_row_ = 0;
+  std::uint64_t shards_used_ = 0;  // bit i: this connection sent work to worker i's shard
+};
+
+// ---------------------------------------------------------------- HTTP session
+template <class Stream>
+class http_session final : public std::enable_shared_from_this<http_session<Stream>> {
+ public:
+  http_session(Stream&& stream, http_routes& routes, worker* w, runtime* rt, swarm::ip_address peer)
+      : stream_(std::move(stream)), routes_(routes), worker_(w), rt_(rt), peer_(peer) {}
+
+  void run() { do_read(); }
+
+ private:
+  void do_read() {
+    parser_.emplace();
+    parser_->header_limit(8192);
+    parser_->body_limit(4096);
+    beast::get_lowest_layer(stream_).expires_after(http_timeout);
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = this->shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec) return close_stream(stream_);
+    auto req = parser_->release();
+    if (websocket::is_upgrade(req)) return upgrade(std::move(req));
+    const bool keep_alive = req.keep_alive();
+    const unsigned version = req.version();
+    routes_.handle(path_of(req.target()), stream_.get_executor(),
+                   [self = this->shared_from_this(), keep_alive, version](unsigned status, std::string type,
+                                                                          std::string body) {
+                     self->write(status, std::move(type), std::move(body), keep_alive, version);
+                   });
+  }
+
+  void upgrade(http::request<http::string_body>&& req) {
+    const auto path = path_of(req.target());
+    if (!worker_) return write(404, "text/plain", "not found\n", false, req.version());
+    if (path == "/v1/ws")
+      return write(501, "text/plain", "the native protocol is not served by this version\n", false, req.version());
+    if (path != "/" && path != "/announce") return write(404, "text/plain", "not found\n", false, req.version());
+    if (rt_->draining()) return write(503, "text/plain", "draining\n", false, req.version());
+    if (!rt_->admit()) {
+      ++worker_->counters().connections_rejected;
+      return write(503, "text/plain", "too many connections\n", false, req.version());
+    }
+    auto client = swarm::client_address(peer_, req["X-Forwarded-For"], req[http::field::forwarded],
+                                        rt_->cfg().server.trusted_proxies);
+    std::make_shared<ws_session<Stream>>(std::move(stream_), *worker_, *rt_, metrics::protocol::webtorrent, client)
+        ->run(std::move(req));
+  }
+
+  void write(unsigned status, std::string type, std::string body, bool keep_alive, unsigned version) {
+    auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(status), version);
+    res->set(http::field::server, server_name);
+    res->set(http::field::content_type, type);
+    res->set(http::field::cache_control, "no-store");
+    res->keep_alive(keep_alive);
+    res->body() = std::move(body);
+    res->prepare_payload();
+    http::async_write(stream_, *res, [self = this->shared_from_this(), res](beast::error_code ec, std::size_t) {
+      if (ec || !res->keep_alive()) return close_stream(self->stream_);
+      self->do_read();
+    });
+  }
+
+  Stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  http_routes& routes_;
+  worker* worker_;
+  runtime* rt_;
+  swarm::ip_address peer_;
+};
+
+swarm::ip_address remote_of(const tcp::socket& s) {
+  boost::system::error_code ec;
+  auto ep = s.remote_endpoint(ec);
+  return ec ? swarm::ip_address{} : to_domain(ep.address());
+}
+
+}  // namespace
+
+void start_public_session(tcp::socket&& socket, worker& w, runtime& rt) {
+  const auto peer = remote_of(socket);
+  if (auto* tls = rt.tls()) {
+    auto stream = std::make_shared<tls_stream>(std::move(socket), *tls);
+    beast::get_lowest_layer(*stream).expires_after(http_timeout);
+    stream->async_handshake(asio::ssl::stream_base::server, [stream, &w, &rt, peer](beast::error_code ec) {
+      if (ec) return;  // scanners and plain-HTTP clients: nothing worth a log line
+      std::make_shared<http_session<tls_stream>>(std::move(*stream), rt.routes(), &w, &rt, peer)->run();
+    });
+    return;
+  }
+  std::make_shared<http_session<plain_stream>>(plain_stream(std::move(socket)), rt.routes(), &w, &rt, peer)->run();
+}
+
+void start_admin_session(tcp::socket&& socket, http_routes& routes) {
+  const auto peer = remote_of(socket);
+  std::make_shared<http_session<plain_stream>>(plain_stream(std::move(socket)), routes, nullptr, nullptr, peer)->run();
+}
+
+}  // namespace swarmcoord::net

@@ -1,0 +1,147 @@
+#pragma once
+// The WebTorrent tracker domain for one shard: swarms keyed by info_hash, their peers, offers
+// relayed and awaiting an answer, expiry. Time and randomness come in as parameters, results go
+// out as (connection id, message) pairs; no sockets, no logging, no metrics library.
+// Not thread-safe: one shard is owned by one thread.
+#include <cstdint>
+#include <deque>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "protocol/webtorrent.hpp"
+#include "server/swarm/address.hpp"
+
+namespace swarmcoord::swarm {
+
+using connection_id = std::uint64_t;
+using time_ms = std::int64_t;  // a monotonic clock, milliseconds
+namespace wt = protocol::webtorrent;
+using protocol::binary_id;
+using protocol::binary_id_hash;
+
+struct tracker_config {
+  std::uint32_t interval_s = 120;
+  std::size_t max_offers = 10;
+  time_ms offer_ttl_ms = 120'000;
+  time_ms peer_ttl_ms = 300'000;
+  std::size_t max_peers_per_connection = 100;
+  std::size_t max_scrape_all = 1000;
+};
+
+// Plain counters, summed across shards by whoever reports them.
+struct tracker_counters {
+  std::uint64_t offers_relayed = 0;
+  std::uint64_t offers_unrelayed = 0;  // no other peer, over the cap, or malformed
+  std::uint64_t answers_relayed = 0;
+  std::uint64_t answers_dropped_unknown_offer = 0;
+  std::uint64_t answers_dropped_offerer_gone = 0;
+  std::uint64_t peers_expired = 0;
+};
+
+struct outgoing {
+  connection_id to;
+  wt::server_message message;
+};
+
+struct swarm_summary {
+  binary_id info_hash;
+  std::uint32_t seeders = 0;
+  std::uint32_t leechers = 0;
+};
+
+struct tracker_totals {
+  std::size_t swarms = 0;
+  std::size_t seeders = 0;
+  std::size_t leechers = 0;
+  std::size_t pending_offers = 0;
+};
+
+class tracker {
+ public:
+  explicit tracker(tracker_config config, std::uint64_t seed = 0x5eed);
+
+  void on_announce(connection_id conn, const ip_address& from, wt::announce&& a, time_ms now,
+                   std::vector<outgoing>& out);
+  void on_answer(connection_id conn, wt::answer&& a, time_ms now, std::vector<outgoing>& out);
+  // Every (info_hash, peer_id) announced on the connection leaves its swarm.
+  void on_connection_closed(connection_id conn);
+  // Drops peers silent for peer_ttl and offers older than offer_ttl.
+  void expire(time_ms now);
+
+  // Unknown info_hashes get zeros, like the reference.
+  void scrape(const std::vector<binary_id>& info_hashes, std::vector<wt::scrape_file>& out) const;
+  // At most max_scrape_all swarms (the largest first would need a sort; any is fine here).
+  void scrape_all(std::vector<wt::scrape_file>& out) const;
+
+  tracker_totals totals() const;
+  std::vector<swarm_summary> top_swarms(std::size_t n) const;
+  const tracker_counters& counters() const { return counters_; }
+  const tracker_config& config() const { return config_; }
+
+  // For tests: an empty string when every internal invariant holds, else what is broken.
+  std::string check_invariants() const;
+
+ private:
+  struct peer {
+    binary_id peer_id;
+    connection_id conn = 0;
+    std::uint64_t subnet = 0;
+    time_ms last_seen = 0;
+    std::uint32_t subnet_pos = 0;      // position in its swarm's subnet bucket
+    std::uint16_t pending_offers = 0;  // relayed offers of this peer not answered yet
+    bool seeder = false;
+  };
+  struct offer_key {
+    binary_id offerer;
+    binary_id offer_id;
+    friend bool operator==(const offer_key&, const offer_key&) = default;
+  };
+  struct offer_key_hash {
+    std::size_t operator()(const offer_key& k) const noexcept {
+      return binary_id_hash{}(k.offerer) * 31 + binary_id_hash{}(k.offer_id);
+    }
+  };
+  struct pending_offer {
+    binary_id recipient;
+    connection_id recipient_conn = 0;
+    time_ms expires = 0;
+  };
+  struct swarm {
+    std::vector<peer> peers;  // dense, for O(1) random choice
+    std::unordered_map<binary_id, std::uint32_t, binary_id_hash> index;
+    std::unordered_map<std::uint64_t, std::vector<std::uint32_t>> by_subnet;  // dense indices
+    std::uint32_t seeders = 0;
+    std::uint64_t downloaded = 0;  // completed events seen
+    std::unordered_map<offer_key, pending_offer, offer_key_hash> offers;
+    std::deque<std::pair<time_ms, offer_key>> offer_expiry;  // ttl is constant: FIFO order
+  };
+  using swarm_map = std::unordered_map<binary_id, swarm, binary_id_hash>;
+  struct membership {
+    binary_id info_hash;
+    binary_id peer_id;
+  };
+
+  std::size_t max_pending_per_peer() const { return config_.max_offers * 4; }
+  void add_peer(swarm& s, const binary_id& info_hash, const binary_id& peer_id,
+                connection_id conn, const ip_address& from, time_ms now);
+  void remove_peer(swarm& s, const binary_id& info_hash, std::uint32_t index);
+  void set_seeder(swarm& s, peer& p, bool seeder);
+  void move_peer(peer& p, const binary_id& info_hash, connection_id to);
+  void forget_membership(connection_id conn, const binary_id& info_hash, const binary_id& peer_id);
+  void choose_recipients(const swarm& s, std::uint32_t self, std::size_t k,
+                         std::vector<std::uint32_t>& chosen);
+  void relay_offers(swarm& s, const binary_id& info_hash, std::uint32_t self, wt::announce& a,
+                    time_ms now, std::vector<outgoing>& out);
+  void expire_offers(swarm& s, time_ms now);
+  wt::announce_response response_for(const binary_id& info_hash, const swarm* s) const;
+
+  tracker_config config_;
+  std::mt19937_64 rng_;
+  swarm_map swarms_;
+  std::unordered_map<connection_id, std::vector<membership>> connections_;
+  tracker_counters counters_;
+};
+
+}  // namespace swarmcoord::swarm
