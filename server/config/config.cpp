@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <filesystem>
 #include <sstream>
 #include <thread>
 
@@ -193,6 +194,8 @@ toml::table build(const sources& from) {
   }
   if (!from.file.empty()) {
     toml::table file;
+    if (std::error_code ec; !std::filesystem::is_regular_file(from.file, ec))
+      throw config_error(from.file + ": config file not found or not a regular file");
     try {
       file = toml::parse_file(from.file);
     } catch (const toml::parse_error& e) {
@@ -223,7 +226,11 @@ toml::table build(const sources& from) {
                             : find_key(rest.substr(0, underscore), rest.substr(underscore + 1));
     if (!k) throw config_error(name + ": unknown key (environment variable)");
     auto parsed = parse_value(value);
-    put(effective, *k, *parsed.get("v"));
+    try {
+      put(effective, *k, *parsed.get("v"));
+    } catch (const config_error& e) {
+      throw config_error(std::string(e.what()) + " (from " + name + ")");
+    }
   }
   for (const auto& set : from.sets) {
     auto eq = set.find('=');
