@@ -39,7 +39,8 @@ json_parse_result parse_untrusted_json(std::string_view text, std::size_t max_de
   }
   try {
     result.value = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
+    // parse_error for bad syntax, but also out_of_range for number overflow ("1e400").
     // nlohmann prefixes "[json.exception.parse_error.101] "; operators want only the sentence.
     std::string_view what = e.what();
     if (auto pos = what.find("] "); pos != std::string_view::npos) what.remove_prefix(pos + 2);

@@ -230,7 +230,8 @@ struct encoder {
       out.push_back(',');
     }
     out.append(R"("failure reason":)");
-    append_string(out, e.message);
+    // The message may quote the request (a parser error, the action): never echo invalid UTF-8.
+    append_json(out, json(e.message));
     out.push_back('}');
   }
 };

@@ -15,6 +15,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "protocol/native.hpp"
 #include "protocol/webtorrent.hpp"
 #include "server/config/config.hpp"
 #include "server/metrics/metrics.hpp"
@@ -72,7 +73,13 @@ std::array<metrics::protocol_labels, metrics::protocol_count> protocol_labels() 
   for (std::size_t r = 0; r < wt::error_reason_count; ++r)
     webtorrent.error_reasons.push_back(wt::to_string(static_cast<wt::error_reason>(r)));
   webtorrent.error_reasons.push_back("message_too_big");
+  namespace nv = protocol::native;
   metrics::protocol_labels native{"native", {}, {}, {}};
+  for (auto t : nv::client_type_names) native.received_types.push_back(t);
+  for (auto t : nv::server_type_names) native.sent_types.push_back(t);
+  for (std::size_t c = 0; c < nv::error_code_count; ++c)
+    native.error_reasons.push_back(nv::to_string(static_cast<nv::error_code>(c)));
+  native.error_reasons.push_back("message_too_big");
   return {webtorrent, native};
 }
 

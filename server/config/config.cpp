@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <thread>
 
@@ -28,6 +30,9 @@ struct key_spec {
 std::string check_listen(const toml::node& n);
 std::string check_cidrs(const toml::node& n);
 std::string check_level(const toml::node& n);
+std::string check_ice_urls(const toml::node& n);
+std::string check_sites(const toml::node& n);
+std::string check_readable_file(const toml::node& n);
 std::string check_format(const toml::node& n);
 
 constexpr std::int64_t gib = 1024ll * 1024 * 1024;
@@ -84,6 +89,42 @@ const std::vector<key_spec>& schema() {
        "(info_hash, peer_id) pairs one connection may announce, per worker shard.", 1, 100000},
       {"tracker", "max_scrape_all", kind::integer, "1000",
        "Swarms listed at most by a scrape without info_hash.", 0, 1'000'000},
+      {"mesh", "max_neighbors", kind::integer, "8",
+       "Neighbours assigned to a native peer at most (a client may ask for fewer in hello).", 1, 64},
+      {"mesh", "replan_ms", kind::integer, "500",
+       "How often peers whose blocks changed are re-planned (have updates are applied lazily).", 50, 60000},
+      {"mesh", "candidates", kind::integer, "64",
+       "Candidates scored per planning step at most; bounds the cost of a join in a huge swarm.", 8, 4096},
+      {"limits", "max_swarms_per_connection", kind::integer, "16",
+       "Swarms one native connection may be a member of at once.", 1, 10000},
+      {"limits", "max_blocks", kind::integer, "65536",
+       "Blocks per resource at most (size / block_size); bitfields cost blocks/8 bytes per peer.", 1, 1 << 24},
+      {"signal", "max_bytes", kind::integer, "16384",
+       "Largest signal.data relayed (an SDP with full ICE fits in a few KiB).", 256, 1 << 20},
+      {"ice", "stun_urls", kind::string_list, "[]",
+       "STUN servers handed to native peers in welcome.ice_servers, e.g. [\"stun:stun.example.org:3478\"].",
+       0, 0, check_ice_urls},
+      {"ice", "turn_urls", kind::string_list, "[]",
+       "TURN servers, e.g. [\"turn:turn.example.org:3478?transport=udp\"], with the credentials below.",
+       0, 0, check_ice_urls},
+      {"ice", "turn_secret", kind::string, R"("")",
+       "Shared secret of coturn's use-auth-secret: each peer gets its own short-lived TURN\n"
+       "credentials (username \"<expiry>:<peer_id>\", HMAC-SHA1 password). Overrides the static ones."},
+      {"ice", "turn_ttl_s", kind::integer, "86400", "Lifetime of TURN credentials made from turn_secret.", 60,
+       30 * 86400},
+      {"ice", "turn_username", kind::string, R"("")", "Static TURN username (without turn_secret)."},
+      {"ice", "turn_credential", kind::string, R"("")", "Static TURN password (without turn_secret)."},
+      {"locality", "sites", kind::string_list, "[]",
+       "Operator sites, best locality tier: [\"10.1.0.0/16=berlin\", \"2001:db8::/48=berlin\"].",
+       0, 0, check_sites},
+      {"locality", "sites_file", kind::string, R"("")",
+       "A file of more sites, one \"CIDR=name\" a line (# comments allowed).", 0, 0, check_readable_file},
+      {"locality", "geoip_db", kind::string, R"("")",
+       "MaxMind-format database (.mmdb) giving country (country.iso_code) and/or ASN\n"
+       "(autonomous_system_number) per address, e.g. GeoLite2-Country.mmdb.", 0, 0, check_readable_file},
+      {"locality", "asn_db", kind::string, R"("")",
+       "A second MaxMind-format database, for when ASN and country come in separate files.", 0, 0,
+       check_readable_file},
   };
   return specs;
 }
@@ -107,6 +148,34 @@ std::string shown(const toml::node& n) {
   return s;
 }
 
+// A value as TOML source, for print(): complete and escaped (shown() shortens, for messages).
+std::string toml_text(const toml::node& n) {
+  if (const auto* s = n.as_string()) {
+    std::string out = "\"";
+    for (char c : s->get()) {
+      if (c == '"' || c == '\\') {
+        out += '\\';
+        out += c;
+      } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "\\u%04X", static_cast<unsigned>(static_cast<unsigned char>(c)));
+        out += buf;
+      } else {
+        out += c;
+      }
+    }
+    return out + "\"";
+  }
+  if (const auto* a = n.as_array()) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < a->size(); ++i) out += (i ? ", " : "") + toml_text(*a->get(i));
+    return out + "]";
+  }
+  std::ostringstream os;
+  n.visit([&](const auto& v) { os << v; });
+  return os.str();
+}
+
 std::string check_listen(const toml::node& n) {
   auto s = n.value<std::string>().value_or("");
   auto colon = s.rfind(':');
@@ -124,6 +193,31 @@ std::string check_cidrs(const toml::node& n) {
   for (const auto& e : *n.as_array())
     if (!swarm::cidr::parse(e.value<std::string>().value_or("")))
       return "\"" + e.value<std::string>().value_or("") + "\" is not a CIDR range";
+  return {};
+}
+
+std::string check_ice_urls(const toml::node& n) {
+  for (const auto& e : *n.as_array()) {
+    auto url = e.value<std::string>().value_or("");
+    if (url.rfind("stun:", 0) != 0 && url.rfind("stuns:", 0) != 0 && url.rfind("turn:", 0) != 0 &&
+        url.rfind("turns:", 0) != 0)
+      return "\"" + url + "\" is not a stun:, stuns:, turn: or turns: URL";
+  }
+  return {};
+}
+
+std::string check_sites(const toml::node& n) {
+  for (const auto& e : *n.as_array())
+    if (!parse_site(e.value<std::string>().value_or("")))
+      return "\"" + e.value<std::string>().value_or("") + "\" is not CIDR=name";
+  return {};
+}
+
+std::string check_readable_file(const toml::node& n) {
+  auto path = n.value<std::string>().value_or("");
+  if (path.empty()) return {};
+  std::ifstream in(path);
+  if (!in) return "cannot read " + path;
   return {};
 }
 
@@ -261,6 +355,14 @@ std::string listen_address::to_string() const {
                                              : "[" + host + "]:" + std::to_string(port);
 }
 
+std::optional<std::pair<swarm::cidr, std::string>> parse_site(std::string_view entry) {
+  auto eq = entry.find('=');
+  if (eq == std::string_view::npos || eq + 1 >= entry.size()) return std::nullopt;
+  auto range = swarm::cidr::parse(entry.substr(0, eq));
+  if (!range) return std::nullopt;
+  return std::pair{*range, std::string(entry.substr(eq + 1))};
+}
+
 std::vector<std::pair<std::string, std::string>> environment_overrides() {
   std::vector<std::pair<std::string, std::string>> out;
   for (char** e = environ; e && *e; ++e) {
@@ -303,6 +405,43 @@ config load(const sources& from) {
   c.tracker.peer_ttl_ms = i("tracker", "peer_ttl_s") * 1000;
   c.tracker.max_peers_per_connection = static_cast<std::size_t>(i("tracker", "max_peers_per_connection"));
   c.tracker.max_scrape_all = static_cast<std::size_t>(i("tracker", "max_scrape_all"));
+  c.mesh.max_neighbors = static_cast<std::uint32_t>(i("mesh", "max_neighbors"));
+  c.mesh.replan_ms = static_cast<unsigned>(i("mesh", "replan_ms"));
+  c.mesh.planner.max_candidates = static_cast<std::size_t>(i("mesh", "candidates"));
+  c.mesh.planner.max_blocks = static_cast<std::uint32_t>(i("limits", "max_blocks"));
+  c.limits.max_swarms_per_connection = static_cast<std::size_t>(i("limits", "max_swarms_per_connection"));
+  c.signal.max_bytes = static_cast<std::size_t>(i("signal", "max_bytes"));
+  auto strings = [&](const char* sec, const char* k) {
+    std::vector<std::string> out;
+    if (const auto* list = t[sec][k].as_array())
+      for (const auto& e : *list) out.push_back(*e.value<std::string>());
+    return out;
+  };
+  c.ice.stun_urls = strings("ice", "stun_urls");
+  c.ice.turn_urls = strings("ice", "turn_urls");
+  c.ice.turn_secret = str("ice", "turn_secret");
+  c.ice.turn_ttl_s = static_cast<unsigned>(i("ice", "turn_ttl_s"));
+  c.ice.turn_username = str("ice", "turn_username");
+  c.ice.turn_credential = str("ice", "turn_credential");
+  for (const auto& entry : strings("locality", "sites")) c.locality.sites.push_back(*parse_site(entry));
+  if (auto file = str("locality", "sites_file"); !file.empty()) {
+    std::ifstream in(file);
+    std::size_t line_no = 0;
+    for (std::string line; std::getline(in, line);) {
+      ++line_no;
+      line = line.substr(0, line.find('#'));
+      line.erase(0, line.find_first_not_of(" \t\r"));
+      line.erase(line.find_last_not_of(" \t\r") + 1);
+      if (line.empty()) continue;
+      auto site = parse_site(line);
+      if (!site)
+        throw config_error("locality.sites_file: " + file + ":" + std::to_string(line_no) + ": \"" + line +
+                           "\" is not CIDR=name");
+      c.locality.sites.push_back(*site);
+    }
+  }
+  c.locality.geoip_db = str("locality", "geoip_db");
+  c.locality.asn_db = str("locality", "asn_db");
   return c;
 }
 
@@ -320,7 +459,7 @@ std::string print(const sources& from) {
     }
     std::istringstream doc(k.doc);
     for (std::string line; std::getline(doc, line);) os << "# " << line << '\n';
-    os << k.key << " = " << shown(*t[k.section][k.key].node()) << "\n";
+    os << k.key << " = " << toml_text(*t[k.section][k.key].node()) << "\n";
   }
   return os.str();
 }

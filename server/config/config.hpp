@@ -6,12 +6,14 @@
 // Not thread-safe while loading; the resulting config is an immutable value.
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "server/swarm/address.hpp"
+#include "server/swarm/mesh.hpp"
 #include "server/swarm/tracker.hpp"
 
 namespace swarmcoord::config {
@@ -49,7 +51,34 @@ struct config {
     std::string format;
   } log;
   swarm::tracker_config tracker;
+  struct {
+    std::uint32_t max_neighbors = 0;
+    unsigned replan_ms = 0;
+    swarm::mesh_config planner;
+  } mesh;
+  struct {
+    std::size_t max_swarms_per_connection = 0;
+  } limits;
+  struct {
+    std::size_t max_bytes = 0;
+  } signal;
+  struct {
+    std::vector<std::string> stun_urls;
+    std::vector<std::string> turn_urls;
+    std::string turn_secret;
+    unsigned turn_ttl_s = 0;
+    std::string turn_username;
+    std::string turn_credential;
+  } ice;
+  struct {
+    std::vector<std::pair<swarm::cidr, std::string>> sites;  // from sites and sites_file
+    std::string geoip_db;
+    std::string asn_db;
+  } locality;
 };
+
+// "10.1.0.0/16=berlin" -> (range, name); nullopt when malformed.
+std::optional<std::pair<swarm::cidr, std::string>> parse_site(std::string_view entry);
 
 struct sources {
   std::string file;                                       // empty: defaults only

@@ -2,6 +2,7 @@
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
@@ -32,7 +33,22 @@ counters& counters::operator+=(const counters& o) {
   answers_dropped_unknown_offer += o.answers_dropped_unknown_offer;
   answers_dropped_offerer_gone += o.answers_dropped_offerer_gone;
   peers_expired += o.peers_expired;
+  mesh_plans += o.mesh_plans;
+  add(plan_time_buckets, o.plan_time_buckets);
+  plan_time_sum_s += o.plan_time_sum_s;
+  add(neighbors_assigned, o.neighbors_assigned);
+  links_taken_back += o.links_taken_back;
+  add(signals_relayed, o.signals_relayed);
+  add(signal_failures, o.signal_failures);
+  add(client_bytes, o.client_bytes);
   return *this;
+}
+
+void counters::observe_plan(double seconds) {
+  std::size_t b = 0;
+  while (b < plan_buckets && seconds > plan_bucket_bounds[b]) ++b;
+  ++plan_time_buckets[b];
+  plan_time_sum_s += seconds;
 }
 
 namespace {
@@ -65,6 +81,15 @@ struct exporter::handles {
   Counter* answers_dropped_unknown_offer;
   Counter* answers_dropped_offerer_gone;
   Counter* peers_expired;
+  Counter* mesh_plans;
+  prometheus::Histogram* plan_seconds;
+  std::array<std::uint64_t, plan_buckets + 1> plan_buckets_seen{};
+  double plan_sum_seen = 0;
+  std::array<Counter*, 5> neighbors_assigned;
+  Counter* links_taken_back;
+  std::array<Counter*, 4> signals_relayed;
+  std::array<Counter*, 3> signal_failures;
+  std::array<Counter*, 3> client_bytes;
   process_collector process;
 };
 
@@ -112,6 +137,27 @@ exporter::exporter(std::string_view version, std::array<protocol_labels, protoco
   h_->answers_dropped_unknown_offer = &dropped.Add({{"reason", "unknown_offer"}});
   h_->answers_dropped_offerer_gone = &dropped.Add({{"reason", "offerer_gone"}});
   h_->peers_expired = &counter("swarmcoord_peers_expired_total", "Peers removed for not re-announcing.").Add({});
+  h_->mesh_plans = &counter("swarmcoord_mesh_plans_total", "Mesh planning steps (join, refill, re-plan).").Add({});
+  h_->plan_seconds = &prometheus::BuildHistogram()
+                          .Name("swarmcoord_mesh_plan_seconds")
+                          .Help("Time from a join to its neighbours being planned, and of each re-plan pass.")
+                          .Register(reg)
+                          .Add({}, prometheus::Histogram::BucketBoundaries(plan_bucket_bounds.begin(),
+                                                                           plan_bucket_bounds.end()));
+  auto& assigned = counter("swarmcoord_neighbors_assigned_total", "Mesh links made, by locality tier.");
+  const char* tiers[] = {"site", "subnet", "asn", "country", "remote"};
+  for (std::size_t i = 0; i < 5; ++i) h_->neighbors_assigned[i] = &assigned.Add({{"locality", tiers[i]}});
+  h_->links_taken_back = &counter("swarmcoord_mesh_links_taken_back_total",
+                                  "Links of a full holder given to a peer that had no useful neighbour.").Add({});
+  auto& relayed = counter("swarmcoord_signals_relayed_total", "Native signaling messages relayed, by kind.");
+  const char* kinds[] = {"offer", "answer", "candidate", "other"};
+  for (std::size_t i = 0; i < 4; ++i) h_->signals_relayed[i] = &relayed.Add({{"kind", kinds[i]}});
+  auto& failures = counter("swarmcoord_signal_failures_total", "Native signals not relayed, by reason.");
+  const char* reasons[] = {"not_joined", "peer_not_found", "too_big"};
+  for (std::size_t i = 0; i < 3; ++i) h_->signal_failures[i] = &failures.Add({{"reason", reasons[i]}});
+  auto& bytes = counter("swarmcoord_client_bytes_total", "Bytes native clients reported, by source.");
+  const char* sources[] = {"http", "p2p", "uploaded"};
+  for (std::size_t i = 0; i < 3; ++i) h_->client_bytes[i] = &bytes.Add({{"source", sources[i]}});
   gauge("swarmcoord_build_info", "Build information; the value is always 1.")
       .Add({{"version", std::string(version)}})
       .Set(1);
@@ -140,6 +186,26 @@ std::string exporter::render(const counters& t) {
   raise_to(*h_->answers_dropped_unknown_offer, t.answers_dropped_unknown_offer);
   raise_to(*h_->answers_dropped_offerer_gone, t.answers_dropped_offerer_gone);
   raise_to(*h_->peers_expired, t.peers_expired);
+  raise_to(*h_->mesh_plans, t.mesh_plans);
+  {
+    // The histogram only accepts observations: feed it what arrived since the last scrape.
+    std::vector<double> increments(plan_buckets + 1);
+    bool any = false;
+    for (std::size_t i = 0; i <= plan_buckets; ++i) {
+      increments[i] = static_cast<double>(t.plan_time_buckets[i] - h_->plan_buckets_seen[i]);
+      any = any || increments[i] > 0;
+    }
+    if (any) {
+      h_->plan_seconds->ObserveMultiple(increments, t.plan_time_sum_s - h_->plan_sum_seen);
+      h_->plan_buckets_seen = t.plan_time_buckets;
+      h_->plan_sum_seen = t.plan_time_sum_s;
+    }
+  }
+  for (std::size_t i = 0; i < 5; ++i) raise_to(*h_->neighbors_assigned[i], t.neighbors_assigned[i]);
+  raise_to(*h_->links_taken_back, t.links_taken_back);
+  for (std::size_t i = 0; i < 4; ++i) raise_to(*h_->signals_relayed[i], t.signals_relayed[i]);
+  for (std::size_t i = 0; i < 3; ++i) raise_to(*h_->signal_failures[i], t.signal_failures[i]);
+  for (std::size_t i = 0; i < 3; ++i) raise_to(*h_->client_bytes[i], t.client_bytes[i]);
 
   auto families = registry_->Collect();
   auto process = h_->process.Collect();

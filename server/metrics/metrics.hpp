@@ -14,15 +14,21 @@ namespace prometheus {
 class Registry;
 class Counter;
 class Gauge;
+class Histogram;
 }  // namespace prometheus
 
 namespace swarmcoord::metrics {
 
 enum class protocol : std::uint8_t { webtorrent = 0, native = 1 };
 inline constexpr std::size_t protocol_count = 2;
-inline constexpr std::size_t max_labels = 16;  // message types or error reasons per protocol
+inline constexpr std::size_t max_labels = 24;  // message types or error reasons per protocol
 
 using per_label = std::array<std::uint64_t, max_labels>;
+
+// Upper bounds (seconds) of the mesh planning time histogram.
+inline constexpr std::array<double, 11> plan_bucket_bounds{5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4,
+                                                           5e-4, 1e-3, 2.5e-3, 1e-2, 1e-1};
+inline constexpr std::size_t plan_buckets = plan_bucket_bounds.size();
 
 struct counters {
   std::array<std::uint64_t, protocol_count> connections{};  // open now (a gauge)
@@ -43,7 +49,17 @@ struct counters {
   std::uint64_t answers_dropped_unknown_offer = 0;
   std::uint64_t answers_dropped_offerer_gone = 0;
   std::uint64_t peers_expired = 0;
+  // Native protocol: mesh planning and signaling.
+  std::uint64_t mesh_plans = 0;
+  std::array<std::uint64_t, plan_buckets + 1> plan_time_buckets{};  // per bucket, last is +Inf
+  double plan_time_sum_s = 0;
+  std::array<std::uint64_t, 5> neighbors_assigned{};  // site, subnet, asn, country, remote
+  std::uint64_t links_taken_back = 0;
+  std::array<std::uint64_t, 4> signals_relayed{};     // offer, answer, candidate, other
+  std::array<std::uint64_t, 3> signal_failures{};     // not_joined, peer_not_found, too_big
+  std::array<std::uint64_t, 3> client_bytes{};        // http, p2p, uploaded
 
+  void observe_plan(double seconds);
   counters& operator+=(const counters& o);
 };
 

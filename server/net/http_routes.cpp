@@ -28,6 +28,7 @@ bool health_route(std::string_view path, const runtime& rt, respond_fn& respond)
 struct stats_part {
   metrics::counters counters;
   std::vector<swarm::swarm_summary> top;
+  std::vector<swarm::mesh_swarm_summary> top_native;
 };
 
 }  // namespace
@@ -57,16 +58,30 @@ void admin_routes::handle(std::string_view path, boost::asio::any_io_executor ex
   }
   if (path == "/stats") {
     rt_.gather<stats_part>(
-        ex, [](worker& w) { return stats_part{w.snapshot(), w.tracker().top_swarms(top_swarm_count)}; },
+        ex,
+        [](worker& w) {
+          return stats_part{w.snapshot(), w.tracker().top_swarms(top_swarm_count), w.mesh().top_swarms(top_swarm_count)};
+        },
         [this, respond](std::vector<stats_part> parts) {
           metrics::counters total;
-          std::vector<swarm::swarm_summary> top;
+          // Both protocols' swarms in one list, largest first.
+          std::vector<std::pair<std::uint32_t, nlohmann::json>> top;
           for (auto& p : parts) {
             total += p.counters;
-            top.insert(top.end(), p.top.begin(), p.top.end());
+            for (const auto& s : p.top)
+              top.emplace_back(s.seeders + s.leechers,
+                               nlohmann::json{{"protocol", "webtorrent"}, {"info_hash", s.info_hash.hex()},
+                                              {"peers", s.seeders + s.leechers}, {"seeders", s.seeders},
+                                              {"leechers", s.leechers}});
+            for (const auto& s : p.top_native) {
+              const double moved = static_cast<double>(s.p2p_bytes + s.http_bytes);
+              top.emplace_back(s.peers, nlohmann::json{{"protocol", "native"}, {"swarm", s.key},
+                                                       {"peers", s.peers}, {"seeds", s.seeds}, {"blocks", s.blocks},
+                                                       {"p2p_bytes", s.p2p_bytes}, {"http_bytes", s.http_bytes},
+                                                       {"offload_ratio", moved > 0 ? s.p2p_bytes / moved : 0.0}});
+            }
           }
-          auto size = [](const swarm::swarm_summary& s) { return s.seeders + s.leechers; };
-          std::sort(top.begin(), top.end(), [&](const auto& a, const auto& b) { return size(a) > size(b); });
+          std::stable_sort(top.begin(), top.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
           if (top.size() > top_swarm_count) top.resize(top_swarm_count);
           constexpr auto wt = static_cast<std::size_t>(metrics::protocol::webtorrent);
           constexpr auto native = static_cast<std::size_t>(metrics::protocol::native);
@@ -81,9 +96,9 @@ void admin_routes::handle(std::string_view path, boost::asio::any_io_executor ex
           j["peers"] = {{"seeders", total.seeders[wt] + total.seeders[native]},
                         {"leechers", total.leechers[wt] + total.leechers[native]}};
           auto& list = j["top_swarms"] = nlohmann::json::array();
-          for (const auto& s : top)
-            list.push_back({{"info_hash", s.info_hash.hex()}, {"protocol", "webtorrent"},
-                            {"peers", size(s)}, {"seeders", s.seeders}, {"leechers", s.leechers}});
+          for (auto& [peers, entry] : top) list.push_back(std::move(entry));
+          const double moved = static_cast<double>(total.client_bytes[0] + total.client_bytes[1]);
+          j["offload_ratio"] = moved > 0 ? static_cast<double>(total.client_bytes[1]) / moved : 0.0;
           respond(200, "application/json", j.dump(2) + "\n");
         });
     return;

@@ -20,10 +20,13 @@ thread_local worker* this_thread_worker = nullptr;
 
 worker* runtime::current_worker() { return this_thread_worker; }
 
-runtime::runtime(const config::config& cfg) : cfg_(cfg), routes_(std::make_unique<public_routes>(*this)) {
+runtime::runtime(const config::config& cfg)
+    : cfg_(cfg),
+      routes_(std::make_unique<public_routes>(*this)),
+      locator_(std::make_unique<locality::locator>(cfg_.locality.sites, cfg_.locality.geoip_db, cfg_.locality.asn_db)) {
   const unsigned n = std::min(cfg_.server.threads, 1u << (64 - worker_shift));
   for (unsigned i = 0; i < n; ++i)
-    workers_.push_back(std::make_unique<worker>(*this, i, n, cfg_.tracker));
+    workers_.push_back(std::make_unique<worker>(*this, i, n, cfg_.tracker, cfg_.mesh.planner, cfg_.mesh.replan_ms));
   if (!cfg_.server.tls_cert.empty()) {
     tls_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
     tls_->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
@@ -41,6 +44,10 @@ runtime::~runtime() { stop(); }
 
 unsigned runtime::shard_of(const protocol::binary_id& info_hash) const {
   return static_cast<unsigned>(protocol::binary_id_hash{}(info_hash) % workers_.size());
+}
+
+unsigned runtime::shard_of(const std::string& swarm_key) const {
+  return static_cast<unsigned>(std::hash<std::string>{}(swarm_key) % workers_.size());
 }
 
 void runtime::start() {

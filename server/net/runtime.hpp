@@ -18,6 +18,7 @@
 #include <boost/asio/ssl/context.hpp>
 
 #include "server/config/config.hpp"
+#include "server/locality/locator.hpp"
 #include "server/net/worker.hpp"
 
 namespace swarmcoord::net {
@@ -43,6 +44,8 @@ class runtime {
   unsigned worker_count() const { return static_cast<unsigned>(workers_.size()); }
   worker& at(unsigned i) { return *workers_[i]; }
   unsigned shard_of(const protocol::binary_id& info_hash) const;
+  unsigned shard_of(const std::string& swarm_key) const;
+  const locality::locator& locator() const { return *locator_; }
   boost::asio::ssl::context* tls() { return tls_.get(); }
   http_routes& routes() { return *routes_; }
 
@@ -91,6 +94,7 @@ class runtime {
   std::vector<std::thread> threads_;
   std::unique_ptr<boost::asio::ssl::context> tls_;
   std::unique_ptr<http_routes> routes_;
+  std::unique_ptr<locality::locator> locator_;
   boost::asio::ip::tcp::endpoint public_endpoint_;
   std::atomic<bool> draining_{false};
   std::atomic<std::size_t> open_connections_{0};

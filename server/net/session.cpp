@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "server/net/http_routes.hpp"
+#include "server/net/ice.hpp"
 #include "server/net/runtime.hpp"
 
 namespace swarmcoord::net {
@@ -23,12 +24,14 @@ using tcp = asio::ip::tcp;
 using plain_stream = beast::tcp_stream;
 using tls_stream = beast::ssl_stream<beast::tcp_stream>;
 namespace wt = protocol::webtorrent;
+namespace nv = protocol::native;
 
 namespace {
 
 constexpr auto http_timeout = std::chrono::seconds(30);
 constexpr std::string_view server_name = "swarmcoord";
 constexpr auto wt_index = static_cast<std::size_t>(metrics::protocol::webtorrent);
+constexpr auto native_index = static_cast<std::size_t>(metrics::protocol::native);
 // flat_buffer keeps its largest size; idle connections should not keep a 64 KiB buffer.
 constexpr std::size_t read_buffer_keep = 8192;
 
@@ -48,6 +51,37 @@ swarm::ip_address to_domain(const asio::ip::address& a) {
   return ip;
 }
 
+// A text frame must be valid UTF-8 or the client fails the connection (RFC 6455 8.1), yet
+// error messages quote client input: the parser's "last read: '…'" can stop inside a
+// multi-byte character or quote raw bytes of a binary frame, and a long action is cut at a
+// byte count. Every invalid sequence becomes U+FFFD.
+std::string valid_utf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const std::size_t n = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
+                        : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    bool ok = n > 0 && i + n <= s.size();
+    for (std::size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+    if (ok && n > 2) {
+      const auto c1 = static_cast<unsigned char>(s[i + 1]);
+      // No overlong forms, no surrogates, nothing above U+10FFFF.
+      if ((c == 0xE0 && c1 < 0xA0) || (c == 0xED && c1 >= 0xA0) || (c == 0xF0 && c1 < 0x90) ||
+          (c == 0xF4 && c1 >= 0x90))
+        ok = false;
+    }
+    if (ok) {
+      out.append(s.substr(i, n));
+      i += n;
+    } else {
+      out.append("\xEF\xBF\xBD");
+      ++i;
+    }
+  }
+  return out;
+}
+
 void close_stream(plain_stream& s) {
   boost::system::error_code ec;
   s.socket().shutdown(tcp::socket::shutdown_send, ec);
@@ -60,7 +94,9 @@ template <class Stream>
 class ws_session final : public connection, public std::enable_shared_from_this<ws_session<Stream>> {
  public:
   ws_session(Stream&& stream, worker& w, runtime& rt, metrics::protocol kind, swarm::ip_address client)
-      : ws_(std::move(stream)), w_(w), rt_(rt), kind_(kind), client_(client) {}
+      : ws_(std::move(stream)), w_(w), rt_(rt), kind_(kind), client_(client) {
+    if (kind_ == metrics::protocol::native) where_ = rt_.locator().locate(client_);
+  }
 
   ~ws_session() override { finish(); }
 
@@ -119,7 +155,8 @@ class ws_session final : public connection, public std::enable_shared_from_this<
     if (ec) {
       if (ec == websocket::error::message_too_big) {
         // Labelled after the decoder's reasons, as main.cpp lists them.
-        ++w_.counters().errors[static_cast<std::size_t>(kind_)][wt::error_reason_count];
+        const std::size_t too_big = kind_ == metrics::protocol::native ? nv::error_code_count : wt::error_reason_count;
+        ++w_.counters().errors[static_cast<std::size_t>(kind_)][too_big];
         spdlog::debug("conn {} {}: message over {} bytes, closed with 1009", id_, client_.to_string(),
                       rt_.cfg().server.max_message_bytes);
       } else if (ec != websocket::error::closed && ec != asio::error::operation_aborted) {
@@ -128,7 +165,8 @@ class ws_session final : public connection, public std::enable_shared_from_this<
       return finish();
     }
     const auto* data = static_cast<const char*>(buffer_.data().data());
-    on_message(std::string_view(data, buffer_.size()));
+    if (kind_ == metrics::protocol::native) on_native_message(std::string_view(data, buffer_.size()));
+    else on_message(std::string_view(data, buffer_.size()));
     buffer_.consume(buffer_.size());
     if (buffer_.capacity() > read_buffer_keep) buffer_.shrink_to_fit();
     if (!closing_) do_read();
@@ -163,10 +201,92 @@ class ws_session final : public connection, public std::enable_shared_from_this<
                msg);
   }
 
-  unsigned use_shard(const protocol::binary_id& info_hash) {
-    const unsigned shard = rt_.shard_of(info_hash);
+  template <class Key>
+  unsigned use_shard(const Key& key) {
+    const unsigned shard = rt_.shard_of(key);
     shards_used_ |= std::uint64_t{1} << shard;
     return shard;
+  }
+
+  // ---- native protocol ----
+  void on_native_message(std::string_view text) {
+    auto msg = nv::decode_client_message(text, {rt_.cfg().signal.max_bytes, 65536});
+    ++w_.counters().received[native_index][msg.index()];
+    if (auto* h = std::get_if<nv::hello>(&msg)) return on_hello(*h);
+    if (!peer_id_) {
+      // Nothing else is allowed before hello: the client is not speaking this protocol.
+      if (auto* e = std::get_if<nv::error>(&msg)) native_error(std::move(*e));
+      else native_error({nv::error_code::hello_required, "the first message must be hello",
+                         std::string(nv::client_type_names[msg.index()])});
+      return begin_close(websocket::close_code::policy_error);
+    }
+    if (auto* e = std::get_if<nv::error>(&msg)) return native_error(std::move(*e));
+    errors_in_row_ = 0;
+    std::visit(overloaded{
+                   [&](nv::join& j) {
+                     if (std::find(joined_.begin(), joined_.end(), j.swarm) == joined_.end()) {
+                       if (joined_.size() >= rt_.cfg().limits.max_swarms_per_connection)
+                         return native_error({nv::error_code::too_many_swarms,
+                                              "a connection may join at most " +
+                                                  std::to_string(rt_.cfg().limits.max_swarms_per_connection) + " swarms",
+                                              "join"});
+                       joined_.push_back(j.swarm);
+                     }
+                     to_mesh(std::move(j));
+                   },
+                   [&](nv::leave& l) {
+                     joined_.erase(std::remove(joined_.begin(), joined_.end(), l.swarm), joined_.end());
+                     to_mesh(std::move(l));
+                   },
+                   [&](nv::have& h) { to_mesh(std::move(h)); },
+                   [&](nv::signal& sig) { to_mesh(std::move(sig)); },
+                   [&](nv::report& r) { to_mesh(std::move(r)); },
+                   [&](auto&) {},
+               },
+               msg);
+  }
+
+  void on_hello(const nv::hello& h) {
+    if (peer_id_) return native_error({nv::error_code::already_hello, "hello was already received", "hello"});
+    peer_id_ = w_.new_peer_id();
+    native_client_ = h.native;
+    max_neighbors_ = std::min(h.max_neighbors.value_or(rt_.cfg().mesh.max_neighbors), rt_.cfg().mesh.max_neighbors);
+    nv::welcome welcome;
+    welcome.id = *peer_id_;
+    welcome.max_neighbors = max_neighbors_;
+    // Keep-alive pings go out at half the idle timeout; a client should be heard that often.
+    welcome.heartbeat_s = std::max(1u, rt_.cfg().server.idle_timeout_s / 2);
+    welcome.ice_servers = ice_servers_for(rt_.cfg(), nv::format_peer_id(*peer_id_),
+                                          std::chrono::duration_cast<std::chrono::seconds>(
+                                              std::chrono::system_clock::now().time_since_epoch())
+                                              .count());
+    send_native(std::move(welcome));
+  }
+
+  template <class Message>
+  void to_mesh(Message&& m) {
+    const unsigned shard = use_shard(m.swarm);
+    swarm::member_info who{id_, *peer_id_, max_neighbors_, where_};
+    rt_.run_on(shard, [&target = rt_.at(shard), who, m = std::forward<Message>(m)]() mutable {
+      target.handle_native(who, std::move(m));
+    });
+  }
+
+  void native_error(nv::error&& e) {
+    auto& c = w_.counters();
+    ++c.errors[native_index][static_cast<std::size_t>(e.code)];
+    if (e.code == nv::error_code::signal_too_big) ++c.signal_failures[2];
+    spdlog::debug("conn {} {}: protocol error {}: {}", id_, client_.to_string(), nv::to_string(e.code), e.message);
+    send_native(std::move(e));
+    if (++errors_in_row_ >= rt_.cfg().server.max_protocol_errors) {
+      spdlog::info("conn {} {}: {} invalid messages in a row, closing (1008)", id_, client_.to_string(), errors_in_row_);
+      begin_close(websocket::close_code::policy_error);
+    }
+  }
+
+  void send_native(nv::server_message&& m) {
+    const auto type = static_cast<std::uint8_t>(m.index());
+    send(outbound{std::make_shared<const std::string>(nv::encode(m)), type});
   }
 
   void scrape(wt::scrape&& s) {
@@ -201,6 +321,7 @@ class ws_session final : public connection, public std::enable_shared_from_this<
   void on_protocol_error(wt::request_error&& e) {
     auto& c = w_.counters();
     ++c.errors[wt_index][static_cast<std::size_t>(e.reason)];
+    e.message = valid_utf8(e.message);
     spdlog::debug("conn {} {}: protocol error {}: {}", id_, client_.to_string(), wt::to_string(e.reason), e.message);
     wt::server_message m = std::move(e);
     send(outbound{std::make_shared<const std::string>(wt::encode(m)), static_cast<std::uint8_t>(m.index())});
@@ -256,9 +377,13 @@ class ws_session final : public connection, public std::enable_shared_from_this<
     closing_ = true;
     w_.unregister_connection(id_);
     --w_.counters().connections[static_cast<std::size_t>(kind_)];
-    for (unsigned shard = 0; shards_used_ != 0; ++shard, shards_used_ >>= 1)
-      if (shards_used_ & 1)
+    for (unsigned shard = 0; shards_used_ != 0; ++shard, shards_used_ >>= 1) {
+      if (!(shards_used_ & 1)) continue;
+      if (kind_ == metrics::protocol::native)
+        rt_.run_on(shard, [&target = rt_.at(shard), peer = *peer_id_] { target.handle_peer_gone(peer); });
+      else
         rt_.run_on(shard, [&target = rt_.at(shard), id = id_] { target.tracker().on_connection_closed(id); });
+    }
     rt_.release();
   }
 
@@ -277,6 +402,12 @@ class ws_session final : public connection, public std::enable_shared_from_this<
   std::size_t queued_bytes_ = 0;
   unsigned errors_in_row_ = 0;
   std::uint64_t shards_used_ = 0;  // bit i: this connection sent work to worker i's shard
+  // Native protocol state.
+  std::optional<nv::peer_id> peer_id_;  // set by hello
+  bool native_client_ = false;
+  std::uint32_t max_neighbors_ = 0;
+  swarm::location where_;
+  std::vector<std::string> joined_;  // swarm keys, for limits.max_swarms_per_connection
 };
 
 // ---------------------------------------------------------------- HTTP session
@@ -314,9 +445,8 @@ class http_session final : public std::enable_shared_from_this<http_session<Stre
   void upgrade(http::request<http::string_body>&& req) {
     const auto path = path_of(req.target());
     if (!worker_) return write(404, "text/plain", "not found\n", false, req.version());
-    if (path == "/v1/ws")
-      return write(501, "text/plain", "the native protocol is not served by this version\n", false, req.version());
-    if (path != "/" && path != "/announce") return write(404, "text/plain", "not found\n", false, req.version());
+    const bool native = path == "/v1/ws";
+    if (!native && path != "/" && path != "/announce") return write(404, "text/plain", "not found\n", false, req.version());
     if (rt_->draining()) return write(503, "text/plain", "draining\n", false, req.version());
     if (!rt_->admit()) {
       ++worker_->counters().connections_rejected;
@@ -324,7 +454,8 @@ class http_session final : public std::enable_shared_from_this<http_session<Stre
     }
     auto client = swarm::client_address(peer_, req["X-Forwarded-For"], req[http::field::forwarded],
                                         rt_->cfg().server.trusted_proxies);
-    std::make_shared<ws_session<Stream>>(std::move(stream_), *worker_, *rt_, metrics::protocol::webtorrent, client)
+    std::make_shared<ws_session<Stream>>(std::move(stream_), *worker_, *rt_,
+                                         native ? metrics::protocol::native : metrics::protocol::webtorrent, client)
         ->run(std::move(req));
   }
 

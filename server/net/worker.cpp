@@ -10,13 +10,20 @@ constexpr auto wt_index = static_cast<std::size_t>(metrics::protocol::webtorrent
 constexpr auto expiry_period = std::chrono::seconds(5);
 }  // namespace
 
-worker::worker(runtime& rt, unsigned index, unsigned worker_count,
-               const swarm::tracker_config& tracker_config)
+worker::worker(runtime& rt, unsigned index, unsigned worker_count, const swarm::tracker_config& tracker_config,
+               const swarm::mesh_config& mesh_config, unsigned replan_ms)
     : runtime_(rt),
       index_(index),
-      tracker_(tracker_config, 0x9E3779B97F4A7C15ull ^ (index + 1) ^
-                                   static_cast<std::uint64_t>(monotonic_ms())),
+      tracker_(tracker_config, std::random_device{}() ^ (std::uint64_t{index} << 32)),
+      mesh_(mesh_config, std::random_device{}() ^ (std::uint64_t{index} << 40)),
+      replan_period_(replan_ms),
+      ids_((std::uint64_t{std::random_device{}()} << 32) ^ std::random_device{}()),
       remote_batches_(worker_count) {}
+
+swarm::nv::peer_id worker::new_peer_id() {
+  const std::uint64_t random = ids_() & 0xFFFFFFFF00000000ull;
+  return random | (std::uint64_t{index_ & 0xFF} << 24) | (++peer_sequence_ & 0xFFFFFF);
+}
 
 connection_id worker::register_connection(connection* c) {
   connection_id id = (static_cast<connection_id>(index_) << worker_shift) | next_sequence_++;
@@ -56,6 +63,10 @@ void worker::deliver(connection_id to, outbound message) {
 
 void worker::route(std::vector<swarm::outgoing>& out) {
   for (auto& o : out) {
+    // Errors the tracker itself raises (too_many_peers) never pass the session's decoder,
+    // which counts the others.
+    if (const auto* e = std::get_if<swarm::wt::request_error>(&o.message))
+      ++counters_.errors[wt_index][static_cast<std::size_t>(e->reason)];
     outbound m{std::make_shared<const std::string>(swarm::wt::encode(o.message)),
                static_cast<std::uint8_t>(o.message.index())};
     const unsigned owner = worker_of(o.to);
@@ -63,6 +74,22 @@ void worker::route(std::vector<swarm::outgoing>& out) {
     else remote_batches_[owner].emplace_back(o.to, std::move(m));
   }
   out.clear();
+  post_batches();
+}
+
+void worker::route(std::vector<swarm::mesh_outgoing>& out) {
+  for (auto& o : out) {
+    outbound m{std::make_shared<const std::string>(swarm::nv::encode(o.message)),
+               static_cast<std::uint8_t>(o.message.index())};
+    const unsigned owner = worker_of(o.to);
+    if (owner == index_) deliver(o.to, std::move(m));
+    else remote_batches_[owner].emplace_back(o.to, std::move(m));
+  }
+  out.clear();
+  post_batches();
+}
+
+void worker::post_batches() {
   // One post per target worker, however many messages go there.
   for (unsigned w = 0; w < remote_batches_.size(); ++w) {
     if (remote_batches_[w].empty()) continue;
@@ -84,9 +111,34 @@ void worker::handle_answer(connection_id from, swarm::wt::answer&& a) {
   route(scratch_);
 }
 
-void worker::start_housekeeping() { schedule_expiry(); }
+void worker::handle_peer_gone(swarm::nv::peer_id id) {
+  mesh_.on_peer_gone(id, mesh_scratch_);
+  route(mesh_scratch_);
+}
 
-void worker::stop_housekeeping() { expiry_timer_.cancel(); }
+void worker::start_housekeeping() {
+  schedule_expiry();
+  schedule_replan();
+}
+
+void worker::stop_housekeeping() {
+  expiry_timer_.cancel();
+  replan_timer_.cancel();
+}
+
+void worker::schedule_replan() {
+  replan_timer_.expires_after(replan_period_);
+  replan_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    const auto plans_before = mesh_.counters().plans;
+    const auto start = std::chrono::steady_clock::now();
+    mesh_.replan(mesh_scratch_);
+    if (mesh_.counters().plans != plans_before)
+      counters_.observe_plan(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    route(mesh_scratch_);
+    schedule_replan();
+  });
+}
 
 void worker::schedule_expiry() {
   expiry_timer_.expires_after(expiry_period);
@@ -110,6 +162,20 @@ metrics::counters worker::snapshot() const {
   c.answers_dropped_unknown_offer = t.answers_dropped_unknown_offer;
   c.answers_dropped_offerer_gone = t.answers_dropped_offerer_gone;
   c.peers_expired = t.peers_expired;
+
+  constexpr auto native = static_cast<std::size_t>(metrics::protocol::native);
+  const auto mt = mesh_.totals();
+  const auto& m = mesh_.counters();
+  c.swarms[native] = mt.swarms;
+  c.seeders[native] = mt.seeds;
+  c.leechers[native] = mt.leechers;
+  c.mesh_plans = m.plans;
+  for (std::size_t i = 0; i < c.neighbors_assigned.size(); ++i) c.neighbors_assigned[i] = m.neighbors_assigned[i];
+  c.links_taken_back = m.links_taken_back;
+  for (std::size_t i = 0; i < c.signals_relayed.size(); ++i) c.signals_relayed[i] = m.signals_relayed[i];
+  c.signal_failures[0] = m.signal_failures_not_joined;
+  c.signal_failures[1] = m.signal_failures_peer_not_found;
+  c.client_bytes = {m.http_bytes, m.p2p_bytes, m.uploaded_bytes};
   return c;
 }
 

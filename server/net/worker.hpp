@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <random>
 #include <unordered_map>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "server/net/connection.hpp"
+#include "server/swarm/mesh.hpp"
 #include "server/swarm/tracker.hpp"
 
 namespace swarmcoord::net {
@@ -27,12 +29,13 @@ inline swarm::time_ms monotonic_ms() {
 
 class worker {
  public:
-  worker(runtime& rt, unsigned index, unsigned worker_count,
-         const swarm::tracker_config& tracker_config);
+  worker(runtime& rt, unsigned index, unsigned worker_count, const swarm::tracker_config& tracker_config,
+         const swarm::mesh_config& mesh_config, unsigned replan_ms);
 
   boost::asio::io_context& io() { return io_; }
   unsigned index() const { return index_; }
   swarm::tracker& tracker() { return tracker_; }
+  swarm::mesh& mesh() { return mesh_; }
   metrics::counters& counters() { return counters_; }
 
   connection_id register_connection(connection* c);
@@ -49,6 +52,14 @@ class worker {
                        swarm::wt::announce&& a);
   void handle_answer(connection_id from, swarm::wt::answer&& a);
 
+  // Native protocol, shard side: join, have, leave, signal or report of one member.
+  template <class Message>
+  void handle_native(const swarm::member_info& who, Message&& m);
+  void handle_peer_gone(swarm::nv::peer_id id);
+  // A fresh peer id: 32 random bits over this worker's index and a sequence, so that ids are
+  // unique on this instance and not guessable.
+  swarm::nv::peer_id new_peer_id();
+
   void start_housekeeping();
   void stop_housekeeping();
 
@@ -57,12 +68,21 @@ class worker {
 
  private:
   void route(std::vector<swarm::outgoing>& out);
+  void route(std::vector<swarm::mesh_outgoing>& out);
   void schedule_expiry();
+  void schedule_replan();
+  void post_batches();
 
   runtime& runtime_;
   unsigned index_;
   boost::asio::io_context io_{1};
   swarm::tracker tracker_;
+  swarm::mesh mesh_;
+  std::chrono::milliseconds replan_period_;
+  boost::asio::steady_timer replan_timer_{io_};
+  std::mt19937_64 ids_;
+  std::uint32_t peer_sequence_ = 0;
+  std::vector<swarm::mesh_outgoing> mesh_scratch_;
   metrics::counters counters_;
   std::unordered_map<connection_id, connection*> connections_;
   std::uint64_t next_sequence_ = 1;
@@ -71,5 +91,26 @@ class worker {
   // Deliveries for other workers, batched per target and posted once per handled message.
   std::vector<std::vector<std::pair<connection_id, outbound>>> remote_batches_;
 };
+
+template <class Message>
+void worker::handle_native(const swarm::member_info& who, Message&& m) {
+  using M = std::decay_t<Message>;
+  if constexpr (std::is_same_v<M, swarm::nv::join>) {
+    // The planning time of a join is what a joining peer waits for its neighbours.
+    const auto start = std::chrono::steady_clock::now();
+    mesh_.on_join(who, std::move(m), mesh_scratch_);
+    counters_.observe_plan(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  } else if constexpr (std::is_same_v<M, swarm::nv::have>) {
+    mesh_.on_have(who, std::move(m), mesh_scratch_);
+  } else if constexpr (std::is_same_v<M, swarm::nv::leave>) {
+    mesh_.on_leave(who, m, mesh_scratch_);
+  } else if constexpr (std::is_same_v<M, swarm::nv::signal>) {
+    mesh_.on_signal(who, std::move(m), mesh_scratch_);
+  } else {
+    static_assert(std::is_same_v<M, swarm::nv::report>);
+    mesh_.on_report(who, m, mesh_scratch_);
+  }
+  route(mesh_scratch_);
+}
 
 }  // namespace swarmcoord::net

@@ -68,7 +68,7 @@ ip_address ip_address::v4(std::uint8_t a, std::uint8_t b, std::uint8_t c, std::u
 }
 
 std::optional<ip_address> ip_address::parse(std::string_view text) {
-  if (text.empty() || text.size() > 45) return std::nullopt;
+  if (text.empty() || text.size() > 45 || text.find('\0') != std::string_view::npos) return std::nullopt;
   char buf[46];
   std::memcpy(buf, text.data(), text.size());
   buf[text.size()] = '\0';

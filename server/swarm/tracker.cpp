@@ -73,11 +73,21 @@ void tracker::on_announce(connection_id conn, const ip_address& from, wt::announ
     peer& p = s->peers[self];
     if (p.conn != conn) {
       // Reconnected on another socket: the peer follows it, its old socket no longer owns it.
+      // The new socket's cap applies as to any new pair.
+      if (auto it = connections_.find(conn);
+          it != connections_.end() && it->second.size() >= config_.max_peers_per_connection) {
+        out.push_back({conn, wt::request_error{wt::error_reason::too_many_peers,
+                                               "too many peer_id/info_hash pairs on one connection",
+                                               a.info_hash, "announce"}});
+        return;
+      }
       forget_membership(p.conn, a.info_hash, a.peer_id);
       p.conn = conn;
       connections_[conn].push_back({a.info_hash, a.peer_id});
+      // It may have reconnected from another network: locality follows the new address.
+      set_subnet(*s, self, subnet_key(from));
     }
-    p.last_seen = now;
+    s->peers[self].last_seen = now;
   } else {
     auto& owned = connections_[conn];
     if (owned.size() >= config_.max_peers_per_connection) {
@@ -239,10 +249,8 @@ void tracker::add_peer(swarm& s, const binary_id& info_hash, const binary_id& pe
   connections_[conn].push_back({info_hash, peer_id});
 }
 
-void tracker::remove_peer(swarm& s, const binary_id& info_hash, std::uint32_t index) {
-  // Caller keeps connections_ in step; this keeps the swarm's own indexes in step.
-  peer& p = s.peers[index];
-  if (p.seeder) --s.seeders;
+void tracker::leave_subnet(swarm& s, std::uint32_t index) {
+  const peer& p = s.peers[index];
   auto bit = s.by_subnet.find(p.subnet);
   auto& bucket = bit->second;
   std::uint32_t moved = bucket.back();
@@ -250,6 +258,23 @@ void tracker::remove_peer(swarm& s, const binary_id& info_hash, std::uint32_t in
   s.peers[moved].subnet_pos = p.subnet_pos;
   bucket.pop_back();
   if (bucket.empty()) s.by_subnet.erase(bit);
+}
+
+void tracker::set_subnet(swarm& s, std::uint32_t index, std::uint64_t subnet) {
+  if (s.peers[index].subnet == subnet) return;
+  leave_subnet(s, index);
+  auto& bucket = s.by_subnet[subnet];
+  peer& p = s.peers[index];
+  p.subnet = subnet;
+  p.subnet_pos = static_cast<std::uint32_t>(bucket.size());
+  bucket.push_back(index);
+}
+
+void tracker::remove_peer(swarm& s, const binary_id& info_hash, std::uint32_t index) {
+  // Caller keeps connections_ in step; this keeps the swarm's own indexes in step.
+  peer& p = s.peers[index];
+  if (p.seeder) --s.seeders;
+  leave_subnet(s, index);
 
   s.index.erase(p.peer_id);
   auto last = static_cast<std::uint32_t>(s.peers.size() - 1);

@@ -127,8 +127,9 @@ class tracker {
   void add_peer(swarm& s, const binary_id& info_hash, const binary_id& peer_id,
                 connection_id conn, const ip_address& from, time_ms now);
   void remove_peer(swarm& s, const binary_id& info_hash, std::uint32_t index);
+  void leave_subnet(swarm& s, std::uint32_t index);
+  void set_subnet(swarm& s, std::uint32_t index, std::uint64_t subnet);
   void set_seeder(swarm& s, peer& p, bool seeder);
-  void move_peer(peer& p, const binary_id& info_hash, connection_id to);
   void forget_membership(connection_id conn, const binary_id& info_hash, const binary_id& peer_id);
   void choose_recipients(const swarm& s, std::uint32_t self, std::size_t k,
                          std::vector<std::uint32_t>& chosen);

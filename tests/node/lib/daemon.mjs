@@ -7,6 +7,15 @@ import path from 'node:path';
 export const binary = process.env.SWARMCOORD_BIN ??
   path.resolve(import.meta.dirname, '../../../build/swarmcoord');
 
+// The daemon reads every SWARMCOORD_* variable as a config key and refuses unknown ones, so
+// the test harness's own variables (SWARMCOORD_BIN, …) are kept from it; `extra` adds the
+// ones a test means.
+export function daemonEnv(extra = {}) {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SWARMCOORD_')));
+  for (const [k, v] of Object.entries(extra)) if (v !== undefined) env[k] = v;
+  return env;
+}
+
 export class Daemon {
   constructor(proc) {
     this.proc = proc;
@@ -20,7 +29,7 @@ export class Daemon {
       '--set', 'server.listen=127.0.0.1:0',
       '--set', 'admin.listen=127.0.0.1:0',
       ...args,
-    ], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    ], { env: daemonEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
     const d = new Daemon(proc);
     const listening = new Promise((resolve, reject) => {
       const onData = (chunk) => {

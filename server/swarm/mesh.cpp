@@ -1,0 +1,590 @@
+#include "server/swarm/mesh.hpp"
+
+#include <algorithm>
+#include <bit>
+
+namespace swarmcoord::swarm {
+
+nv::locality locality_between(const location& a, const location& b) {
+  if (a.site != 0 && a.site == b.site) return nv::locality::site;
+  if (a.subnet == b.subnet) return nv::locality::subnet;
+  if (a.asn != 0 && a.asn == b.asn) return nv::locality::asn;
+  if (a.country != 0 && a.country == b.country) return nv::locality::country;
+  return nv::locality::remote;
+}
+
+std::size_t signal_kind_index(std::string_view kind) {
+  if (kind == "offer") return 0;
+  if (kind == "answer") return 1;
+  if (kind == "candidate") return 2;
+  return 3;
+}
+
+mesh::mesh(mesh_config config, std::uint64_t seed) : config_(config), rng_(seed) {}
+
+// ------------------------------------------------------------------ index sets
+
+std::uint64_t mesh::bucket_key(set_kind k, const location& l) {
+  switch (k) {
+    case site_set: return l.site;
+    case subnet_set: return l.subnet;
+    case asn_set: return l.asn;
+    case country_set: return l.country;
+    default: return 0;
+  }
+}
+
+std::vector<std::uint32_t>* mesh::set_for(swarm_state& s, set_kind k, const member& m) {
+  if (k == all_set) return &s.all;
+  if (k == holder_set) return &s.holders;
+  const auto key = bucket_key(k, m.info.where);
+  if (key == 0 && k != subnet_set) return nullptr;  // unknown site/asn/country: no bucket
+  return &s.buckets[k][key];
+}
+
+void mesh::set_insert(swarm_state& s, set_kind k, std::uint32_t slot) {
+  member& m = s.slots[slot];
+  if (auto* v = set_for(s, k, m)) {
+    m.pos[k] = static_cast<std::uint32_t>(v->size());
+    v->push_back(slot);
+  }
+}
+
+void mesh::set_erase(swarm_state& s, set_kind k, std::uint32_t slot) {
+  member& m = s.slots[slot];
+  std::vector<std::uint32_t>* v = nullptr;
+  bucket_map::iterator bucket;
+  if (k == all_set) v = &s.all;
+  else if (k == holder_set) v = &s.holders;
+  else {
+    const auto key = bucket_key(k, m.info.where);
+    if (key == 0 && k != subnet_set) return;
+    bucket = s.buckets[k].find(key);
+    v = &bucket->second;
+  }
+  const std::uint32_t last = v->back();
+  (*v)[m.pos[k]] = last;
+  s.slots[last].pos[k] = m.pos[k];
+  v->pop_back();
+  if (k >= site_set && v->empty()) s.buckets[k].erase(bucket);
+}
+
+// ------------------------------------------------------------------ members and links
+
+std::uint32_t mesh::add_member(swarm_state& s, const member_info& who, protocol::bitfield&& have) {
+  std::uint32_t slot;
+  if (s.free_slots.empty()) {
+    slot = static_cast<std::uint32_t>(s.slots.size());
+    s.slots.emplace_back();
+  } else {
+    slot = s.free_slots.back();
+    s.free_slots.pop_back();
+  }
+  member& m = s.slots[slot];
+  m = member{};
+  m.alive = true;
+  m.info = who;
+  m.have = std::move(have);
+  s.by_id.emplace(who.id, slot);
+  for (auto k : {all_set, site_set, subnet_set, asn_set, country_set}) set_insert(s, k, slot);
+  if (!m.have.empty()) set_insert(s, holder_set, slot);
+  m.have.for_each_set([&](std::uint32_t b) { ++s.availability[b]; });
+  if (m.have.complete()) ++s.seeds;
+  return slot;
+}
+
+void mesh::remove_member(swarm_state& s, std::uint32_t slot, change_set& changes) {
+  std::vector<std::uint32_t> former;
+  for (const auto& l : s.slots[slot].links) former.push_back(l.slot);
+  for (auto other : former) disconnect(s, slot, other, changes);
+  changes.by_slot.erase(slot);  // the leaver is told nothing more
+
+  member& m = s.slots[slot];
+  m.have.for_each_set([&](std::uint32_t b) { --s.availability[b]; });
+  if (m.have.complete()) --s.seeds;
+  for (auto k : {all_set, site_set, subnet_set, asn_set, country_set}) set_erase(s, k, slot);
+  if (!m.have.empty()) set_erase(s, holder_set, slot);
+  s.by_id.erase(m.info.id);
+  m = member{};
+  s.free_slots.push_back(slot);
+
+  // Refill the neighbours that lost a link, now, while candidates are at hand.
+  for (auto other : former)
+    if (s.slots[other].alive) plan(s, other, changes);
+}
+
+bool mesh::linked(const swarm_state& s, std::uint32_t a, std::uint32_t b) const {
+  const auto& links = s.slots[a].links;
+  return std::any_of(links.begin(), links.end(), [&](const link& l) { return l.slot == b; });
+}
+
+void mesh::connect(swarm_state& s, std::uint32_t initiator, std::uint32_t other, change_set& changes) {
+  member& a = s.slots[initiator];
+  member& b = s.slots[other];
+  a.links.push_back({other, true});
+  b.links.push_back({initiator, false});
+  const auto where = locality_between(a.info.where, b.info.where);
+  ++counters_.neighbors_assigned[static_cast<std::size_t>(where)];
+  changes.by_slot[initiator].add.push_back({b.info.id, true, where, b.have.count()});
+  changes.by_slot[other].add.push_back({a.info.id, false, where, a.have.count()});
+}
+
+void mesh::disconnect(swarm_state& s, std::uint32_t a, std::uint32_t b, change_set& changes) {
+  auto drop = [&](std::uint32_t from, std::uint32_t to) {
+    auto& links = s.slots[from].links;
+    links.erase(std::find_if(links.begin(), links.end(), [&](const link& l) { return l.slot == to; }));
+    // A link made and unmade within one operation is never announced at all.
+    auto& msg = changes.by_slot[from];
+    const auto id = s.slots[to].info.id;
+    auto added = std::find_if(msg.add.begin(), msg.add.end(), [&](const nv::neighbor& n) { return n.id == id; });
+    if (added != msg.add.end()) msg.add.erase(added);
+    else msg.remove.push_back(id);
+  };
+  drop(a, b);
+  drop(b, a);
+}
+
+// ------------------------------------------------------------------ planning
+
+double mesh::usefulness(const member& p, const member& q) const {
+  const double gives = q.have.count_missing_from(p.have);
+  const double takes = p.have.count_missing_from(q.have);
+  return gives + config_.give_weight * takes;
+}
+
+std::size_t mesh::useful_neighbors(const swarm_state& s, std::uint32_t slot) const {
+  const member& m = s.slots[slot];
+  std::size_t n = 0;
+  for (const auto& l : m.links)
+    if (s.slots[l.slot].have.count_missing_from(m.have) > 0) ++n;
+  return n;
+}
+
+void mesh::gather_candidates(swarm_state& s, std::uint32_t slot, std::vector<std::uint32_t>& out) {
+  out.clear();
+  if (++s.epoch == 0) {  // wrapped: old marks could collide
+    for (auto& m : s.slots) m.epoch = 0;
+    s.epoch = 1;
+  }
+  member& p = s.slots[slot];
+  p.epoch = s.epoch;
+  for (const auto& l : p.links) s.slots[l.slot].epoch = s.epoch;
+  auto consider = [&](std::uint32_t q) {
+    if (s.slots[q].epoch == s.epoch) return false;
+    s.slots[q].epoch = s.epoch;
+    out.push_back(q);
+    return true;
+  };
+  if (s.all.size() <= config_.exhaustive_below) {
+    for (auto q : s.all) consider(q);
+    return;
+  }
+  // Bounded sampling: never a scan of a large swarm.
+  auto sample = [&](const std::vector<std::uint32_t>& from, std::size_t want) {
+    if (from.size() <= want) {
+      for (auto q : from) consider(q);
+      return;
+    }
+    std::uniform_int_distribution<std::size_t> pick(0, from.size() - 1);
+    std::size_t added = 0;
+    for (std::size_t tries = 0; tries < want * 2 && added < want; ++tries)
+      if (consider(from[pick(rng_)])) ++added;
+  };
+  for (auto k : {site_set, subnet_set, asn_set, country_set}) {
+    const auto key = bucket_key(k, p.info.where);
+    if (key == 0 && k != subnet_set) continue;
+    if (auto it = s.buckets[k].find(key); it != s.buckets[k].end()) sample(it->second, 12);
+  }
+  if (!p.have.complete()) sample(s.holders, 24);
+  sample(s.all, 16);
+  if (out.size() > config_.max_candidates) out.resize(config_.max_candidates);
+}
+
+void mesh::plan(swarm_state& s, std::uint32_t slot, change_set& changes) {
+  ++counters_.plans;
+  if (s.slots[slot].links.size() >= s.slots[slot].info.max_neighbors) return;
+  gather_candidates(s, slot, candidates_);
+
+  struct scored {
+    std::uint32_t slot;
+    int band;  // log2 band of usefulness: within a band, candidates count as comparable
+    bool needy;  // p would give it blocks and nobody it is linked to does (fair share)
+    nv::locality where;
+    double useful;
+    std::uint64_t tiebreak;
+  };
+  std::vector<scored> list;
+  list.reserve(candidates_.size());
+  {
+    const member& p = s.slots[slot];
+    auto without_giver = [&](const member& m) {
+      for (const auto& l : m.links)
+        if (s.slots[l.slot].have.count_missing_from(m.have) > 0) return false;
+      return true;
+    };
+    for (auto q : candidates_) {
+      const member& m = s.slots[q];
+      const double u = usefulness(p, m);
+      // x4 so that a single block given (worth give_weight) still lands above band 0.
+      const int band = u > 0 ? std::bit_width(static_cast<std::uint64_t>(u * 4) | 1) : 0;
+      const bool needy = p.have.count_missing_from(m.have) > 0 && without_giver(m);
+      list.push_back({q, band, needy, locality_between(p.info.where, m.info.where), u, rng_()});
+    }
+  }
+  std::sort(list.begin(), list.end(), [](const scored& a, const scored& b) {
+    if (a.band != b.band) return a.band > b.band;
+    if (a.needy != b.needy) return a.needy;
+    if (a.where != b.where) return a.where < b.where;
+    if (a.useful != b.useful) return a.useful > b.useful;
+    return a.tiebreak < b.tiebreak;
+  });
+
+  auto room = [&](std::uint32_t m) { return s.slots[m].links.size() < s.slots[m].info.max_neighbors; };
+  auto gives_to = [&](std::uint32_t q, std::uint32_t p) {
+    return s.slots[q].have.count_missing_from(s.slots[p].have) > 0;
+  };
+  bool has_giver = useful_neighbors(s, slot) > 0;
+  std::size_t takebacks = 0;
+  for (const auto& c : list) {
+    if (!room(slot) || c.band == 0) break;
+    if (room(c.slot)) {
+      connect(s, slot, c.slot, changes);
+      has_giver = has_giver || gives_to(c.slot, slot);
+      continue;
+    }
+    // Fair share: a needy peer with nobody to give it anything takes a link of a full holder
+    // from a peer that keeps other givers.
+    if (!has_giver && gives_to(c.slot, slot) && takebacks < config_.max_takebacks_per_plan) {
+      ++takebacks;
+      if (take_back(s, slot, c.slot, changes)) {
+        connect(s, slot, c.slot, changes);
+        has_giver = true;
+      }
+    }
+  }
+  // Nobody useful anywhere (a fresh swarm where all fetch from the origin): a couple of links
+  // anyway, so that data channels are ready when blocks arrive. Not for a seed: its band-0
+  // candidates are seeds too, and a link between two seeds can never carry a block.
+  if (s.slots[slot].links.empty() && !s.slots[slot].have.complete()) {
+    std::size_t added = 0;
+    for (const auto& c : list)
+      if (c.band == 0 && added < 2 && room(slot) && room(c.slot)) {
+        connect(s, slot, c.slot, changes);
+        ++added;
+      }
+  }
+}
+
+bool mesh::take_back(swarm_state& s, std::uint32_t needy, std::uint32_t holder, change_set& changes) {
+  const member& h = s.slots[holder];
+  std::uint32_t best = 0;
+  std::size_t best_givers = 0;
+  bool found = false;
+  for (const auto& l : h.links) {
+    const std::uint32_t r = l.slot;
+    if (r == needy) continue;
+    // r loses nothing if the holder gives it nothing; else r must keep another giver.
+    const bool holder_gives_r = h.have.count_missing_from(s.slots[r].have) > 0;
+    const std::size_t givers = useful_neighbors(s, r);
+    const std::size_t left = holder_gives_r ? givers - 1 : givers + 1'000'000;
+    if (left >= 1 && left > best_givers) {
+      best = r;
+      best_givers = left;
+      found = true;
+    }
+  }
+  if (!found) return false;
+  disconnect(s, holder, best, changes);
+  ++counters_.links_taken_back;
+  // best now has a free slot: fill it on the next replan.
+  if (!s.slots[best].dirty) {
+    s.slots[best].dirty = true;
+    s.dirty.push_back(best);
+  }
+  return true;
+}
+
+void mesh::flush(swarm_state& s, change_set& changes, std::vector<mesh_outgoing>& out) {
+  for (auto& [slot, msg] : changes.by_slot) {
+    const member& m = s.slots[slot];
+    if (!m.alive) continue;
+    msg.swarm = s.key;
+    out.push_back({m.info.conn, std::move(msg)});
+  }
+  changes.by_slot.clear();
+}
+
+// ------------------------------------------------------------------ messages
+
+mesh::swarm_state* mesh::find_member(const std::string& key, nv::peer_id id, std::uint32_t& slot) {
+  auto it = swarms_.find(key);
+  if (it == swarms_.end()) return nullptr;
+  auto m = it->second.by_id.find(id);
+  if (m == it->second.by_id.end()) return nullptr;
+  slot = m->second;
+  return &it->second;
+}
+
+void mesh::on_join(const member_info& who, nv::join&& j, std::vector<mesh_outgoing>& out) {
+  auto fail = [&](nv::error_code code, std::string message) {
+    out.push_back({who.conn, nv::error{code, std::move(message), "join"}});
+  };
+  const std::uint64_t blocks64 = (j.size + j.block_size - 1) / j.block_size;
+  if (blocks64 > config_.max_blocks)
+    return fail(nv::error_code::too_many_blocks, "a resource may have at most " + std::to_string(config_.max_blocks) +
+                                                     " blocks; use a larger block_size");
+  const auto blocks = static_cast<std::uint32_t>(blocks64);
+  auto it = swarms_.find(j.swarm);
+  if (it != swarms_.end() && (it->second.size != j.size || it->second.block_size != j.block_size))
+    return fail(nv::error_code::swarm_mismatch, "this swarm has size " + std::to_string(it->second.size) +
+                                                    " and block_size " + std::to_string(it->second.block_size));
+  protocol::bitfield have(blocks, j.have == nv::join::holding::all);
+  if (j.have == nv::join::holding::some) {
+    auto parsed = protocol::bitfield::from_bytes(j.bitfield_bytes, blocks);
+    if (!parsed)
+      return fail(nv::error_code::bad_bitfield, "join.have must be " + std::to_string((blocks + 7) / 8) +
+                                                    " bytes (one bit per block) with unused bits clear");
+    have = std::move(*parsed);
+  }
+  if (it == swarms_.end()) {
+    it = swarms_.emplace(j.swarm, swarm_state{}).first;
+    auto& s = it->second;
+    s.key = j.swarm;
+    s.size = j.size;
+    s.block_size = j.block_size;
+    s.blocks = blocks;
+    s.availability.assign(blocks, 0);
+  }
+  swarm_state& s = it->second;
+  change_set changes;
+  if (auto existing = s.by_id.find(who.id); existing != s.by_id.end()) {
+    remove_member(s, existing->second, changes);  // a re-join replaces the old bitfield
+  } else {
+    peer_swarms_[who.id].push_back(s.key);
+  }
+  const std::uint32_t slot = add_member(s, who, std::move(have));
+  out.push_back({who.conn, nv::joined{s.key, blocks, static_cast<std::uint32_t>(s.all.size() - 1)}});
+  changes.by_slot.try_emplace(slot);  // the joiner always hears about its neighbours
+  plan(s, slot, changes);
+  flush(s, changes, out);
+}
+
+void mesh::on_have(const member_info& who, nv::have&& h, std::vector<mesh_outgoing>& out) {
+  std::uint32_t slot;
+  swarm_state* s = find_member(h.swarm, who.id, slot);
+  if (!s) return out.push_back({who.conn, nv::error{nv::error_code::not_joined, "not a member of that swarm", "have"}});
+  for (auto b : h.blocks)
+    if (b >= s->blocks)
+      return out.push_back({who.conn, nv::error{nv::error_code::block_out_of_range,
+                                                "block " + std::to_string(b) + " is out of range (the swarm has " +
+                                                    std::to_string(s->blocks) + " blocks)",
+                                                "have"}});
+  member& m = s->slots[slot];
+  const bool was_holder = !m.have.empty();
+  bool changed = false;
+  for (auto b : h.blocks)
+    if (m.have.set(b)) {
+      ++s->availability[b];
+      changed = true;
+    }
+  if (!changed) return;
+  if (!was_holder) set_insert(*s, holder_set, slot);
+  if (m.have.complete()) ++s->seeds;
+  // Lazily: one re-plan later however many have messages arrive meanwhile.
+  if (!m.dirty) {
+    m.dirty = true;
+    s->dirty.push_back(slot);
+  }
+}
+
+void mesh::on_leave(const member_info& who, const nv::leave& l, std::vector<mesh_outgoing>& out) {
+  std::uint32_t slot;
+  swarm_state* s = find_member(l.swarm, who.id, slot);
+  if (!s) return out.push_back({who.conn, nv::error{nv::error_code::not_joined, "not a member of that swarm", "leave"}});
+  change_set changes;
+  remove_member(*s, slot, changes);
+  flush(*s, changes, out);
+  forget_swarm_of(who.id, l.swarm);
+  drop_if_empty(l.swarm);
+}
+
+void mesh::on_signal(const member_info& who, nv::signal&& sig, std::vector<mesh_outgoing>& out) {
+  std::uint32_t slot;
+  swarm_state* s = find_member(sig.swarm, who.id, slot);
+  if (!s) {
+    ++counters_.signal_failures_not_joined;
+    return out.push_back({who.conn, nv::error{nv::error_code::not_joined, "not a member of that swarm", "signal"}});
+  }
+  auto target = s->by_id.find(sig.to);
+  if (target == s->by_id.end()) {
+    ++counters_.signal_failures_peer_not_found;
+    return out.push_back({who.conn, nv::error{nv::error_code::peer_not_found,
+                                              "peer " + nv::format_peer_id(sig.to) + " is not in that swarm", "signal"}});
+  }
+  ++counters_.signals_relayed[signal_kind_index(sig.kind)];
+  out.push_back({s->slots[target->second].info.conn, nv::signal_relay{s->key, who.id, std::move(sig.data)}});
+}
+
+void mesh::on_report(const member_info& who, const nv::report& r, std::vector<mesh_outgoing>& out) {
+  std::uint32_t slot;
+  swarm_state* s = find_member(r.swarm, who.id, slot);
+  if (!s) return out.push_back({who.conn, nv::error{nv::error_code::not_joined, "not a member of that swarm", "report"}});
+  s->http_bytes += r.http_bytes;
+  s->p2p_bytes += r.p2p_bytes;
+  s->uploaded_bytes += r.uploaded_bytes;
+  counters_.http_bytes += r.http_bytes;
+  counters_.p2p_bytes += r.p2p_bytes;
+  counters_.uploaded_bytes += r.uploaded_bytes;
+}
+
+void mesh::on_peer_gone(nv::peer_id id, std::vector<mesh_outgoing>& out) {
+  auto it = peer_swarms_.find(id);
+  if (it == peer_swarms_.end()) return;
+  const auto keys = std::move(it->second);
+  peer_swarms_.erase(it);
+  for (const auto& key : keys) {
+    std::uint32_t slot;
+    swarm_state* s = find_member(key, id, slot);
+    if (!s) continue;
+    change_set changes;
+    remove_member(*s, slot, changes);
+    flush(*s, changes, out);
+    drop_if_empty(key);
+  }
+}
+
+void mesh::replan(std::vector<mesh_outgoing>& out) {
+  std::size_t budget = config_.replan_per_call;
+  for (auto& [key, s] : swarms_) {
+    if (s.dirty.empty()) continue;
+    change_set changes;
+    std::size_t i = 0;
+    for (; i < s.dirty.size() && budget > 0; ++i) {
+      member& m = s.slots[s.dirty[i]];
+      if (!m.alive || !m.dirty) continue;
+      m.dirty = false;
+      --budget;
+      plan(s, s.dirty[i], changes);
+    }
+    s.dirty.erase(s.dirty.begin(), s.dirty.begin() + static_cast<std::ptrdiff_t>(i));
+    flush(s, changes, out);
+    if (budget == 0) break;
+  }
+}
+
+void mesh::forget_swarm_of(nv::peer_id id, const std::string& key) {
+  auto it = peer_swarms_.find(id);
+  if (it == peer_swarms_.end()) return;
+  auto& keys = it->second;
+  keys.erase(std::remove(keys.begin(), keys.end(), key), keys.end());
+  if (keys.empty()) peer_swarms_.erase(it);
+}
+
+void mesh::drop_if_empty(const std::string& key) {
+  auto it = swarms_.find(key);
+  if (it != swarms_.end() && it->second.all.empty()) swarms_.erase(it);
+}
+
+// ------------------------------------------------------------------ reporting
+
+mesh_totals mesh::totals() const {
+  mesh_totals t;
+  t.swarms = swarms_.size();
+  for (const auto& [key, s] : swarms_) {
+    t.seeds += s.seeds;
+    t.leechers += s.all.size() - s.seeds;
+    for (auto slot : s.all) t.links += s.slots[slot].links.size();
+  }
+  t.links /= 2;
+  return t;
+}
+
+std::vector<mesh_swarm_summary> mesh::top_swarms(std::size_t n) const {
+  std::vector<mesh_swarm_summary> all;
+  for (const auto& [key, s] : swarms_)
+    all.push_back({key, static_cast<std::uint32_t>(s.all.size()), s.seeds, s.blocks, s.http_bytes, s.p2p_bytes});
+  n = std::min(n, all.size());
+  std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n), all.end(),
+                    [](const auto& a, const auto& b) { return a.peers > b.peers; });
+  all.resize(n);
+  return all;
+}
+
+std::vector<std::pair<nv::peer_id, bool>> mesh::neighbors_of(const std::string& swarm, nv::peer_id id) const {
+  std::vector<std::pair<nv::peer_id, bool>> out;
+  auto it = swarms_.find(swarm);
+  if (it == swarms_.end()) return out;
+  auto m = it->second.by_id.find(id);
+  if (m == it->second.by_id.end()) return out;
+  for (const auto& l : it->second.slots[m->second].links)
+    out.emplace_back(it->second.slots[l.slot].info.id, l.initiator);
+  return out;
+}
+
+std::vector<std::uint32_t> mesh::availability(const std::string& swarm) const {
+  auto it = swarms_.find(swarm);
+  return it == swarms_.end() ? std::vector<std::uint32_t>{} : it->second.availability;
+}
+
+std::string mesh::check_invariants() const {
+  std::size_t memberships = 0;
+  for (const auto& [id, keys] : peer_swarms_) {
+    if (keys.empty()) return "empty peer entry kept";
+    for (const auto& key : keys) {
+      auto it = swarms_.find(key);
+      if (it == swarms_.end() || !it->second.by_id.count(id)) return "peer index names a missing membership";
+    }
+    memberships += keys.size();
+  }
+  std::size_t members = 0;
+  for (const auto& [key, s] : swarms_) {
+    if (s.all.empty()) return "empty swarm kept";
+    if (s.by_id.size() != s.all.size()) return "id index size differs from member count";
+    members += s.all.size();
+    std::vector<std::uint32_t> avail(s.blocks, 0);
+    std::uint32_t seeds = 0;
+    std::size_t holders = 0;
+    for (std::size_t pos = 0; pos < s.all.size(); ++pos) {
+      const std::uint32_t slot = s.all[pos];
+      const member& m = s.slots[slot];
+      if (!m.alive) return "dead member listed";
+      if (m.pos[all_set] != pos) return "member position out of step";
+      auto id = s.by_id.find(m.info.id);
+      if (id == s.by_id.end() || id->second != slot) return "id index out of step";
+      if (m.have.size() != s.blocks) return "bitfield size differs from the swarm's";
+      m.have.for_each_set([&](std::uint32_t b) { ++avail[b]; });
+      if (m.have.complete()) ++seeds;
+      if (!m.have.empty()) {
+        ++holders;
+        if (m.pos[holder_set] >= s.holders.size() || s.holders[m.pos[holder_set]] != slot) return "holder index out of step";
+      }
+      if (m.links.size() > m.info.max_neighbors) return "degree over max_neighbors";
+      for (const auto& l : m.links) {
+        if (l.slot == slot) return "self link";
+        const member& q = s.slots[l.slot];
+        if (!q.alive) return "link to a dead member";
+        int back = 0;
+        for (const auto& ql : q.links)
+          if (ql.slot == slot) {
+            ++back;
+            if (ql.initiator == l.initiator) return "a link needs exactly one initiator";
+          }
+        if (back != 1) return "asymmetric or duplicate link";
+      }
+      for (auto k : {site_set, subnet_set, asn_set, country_set}) {
+        const auto bk = bucket_key(k, m.info.where);
+        if (bk == 0 && k != subnet_set) continue;
+        auto b = s.buckets[k].find(bk);
+        if (b == s.buckets[k].end() || m.pos[k] >= b->second.size() || b->second[m.pos[k]] != slot)
+          return "locality bucket out of step";
+      }
+    }
+    if (holders != s.holders.size()) return "holder count out of step";
+    if (seeds != s.seeds) return "seed count out of step";
+    if (avail != s.availability) return "availability counts out of step";
+  }
+  if (members != memberships) return "peer index differs from member count";
+  return {};
+}
+
+}  // namespace swarmcoord::swarm

@@ -1,0 +1,182 @@
+#pragma once
+// The native-protocol domain for one shard: swarms keyed by normalized resource URL, the block
+// bitfield of every member with per-block availability counts, the mesh of neighbours (who
+// should open a WebRTC connection to whom) and the signaling relay between members.
+//
+// Mesh rules (protocol/README.md has the user-facing version):
+// - symmetric links, exactly one initiator per link (the peer being planned), degree caps;
+// - candidates scored by usefulness = blocks q has that p lacks + give_weight x blocks p has
+//   that q lacks, grouped in log2 bands so that "comparably useful" candidates are ordered by
+//   locality tier (site, subnet, asn, country, remote);
+// - a needy peer with no useful neighbour may take a link from a full holder away from a peer
+//   that keeps several useful neighbours (fair share of scarce holders);
+// - bounded work: at most max_candidates candidates, sampled from the peer's locality buckets,
+//   from holders and at random; a swarm below exhaustive_below members is scanned whole;
+// - have updates only mark a member dirty; replan() re-plans dirty members later, once.
+// Time and randomness are parameters; no sockets, no logging. Not thread-safe (one shard).
+#include <array>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "protocol/bitfield.hpp"
+#include "protocol/native.hpp"
+#include "server/swarm/address.hpp"
+
+namespace swarmcoord::swarm {
+
+namespace nv = protocol::native;
+using mesh_connection_id = std::uint64_t;
+using mesh_time_ms = std::int64_t;
+
+// Where a peer is, as the network layer determined it from its address.
+struct location {
+  std::uint32_t site = 0;     // operator site id; 0 = none
+  std::uint64_t subnet = 0;   // subnet_key(): IPv4 /24, IPv6 /48
+  std::uint32_t asn = 0;      // 0 = unknown
+  std::uint16_t country = 0;  // two ASCII letters packed; 0 = unknown
+};
+nv::locality locality_between(const location& a, const location& b);
+
+struct mesh_config {
+  double give_weight = 0.25;
+  std::size_t max_candidates = 64;
+  std::size_t exhaustive_below = 128;
+  std::uint32_t max_blocks = 65536;
+  std::size_t max_takebacks_per_plan = 4;
+  std::size_t replan_per_call = 1024;  // dirty members re-planned per replan() call at most
+};
+
+struct member_info {
+  mesh_connection_id conn = 0;
+  nv::peer_id id = 0;
+  std::uint32_t max_neighbors = 8;
+  location where;
+};
+
+inline constexpr std::size_t signal_kind_count = 4;  // offer, answer, candidate, other
+std::size_t signal_kind_index(std::string_view kind);
+
+struct mesh_counters {
+  std::uint64_t plans = 0;
+  std::array<std::uint64_t, nv::locality_count> neighbors_assigned{};
+  std::uint64_t links_taken_back = 0;
+  std::array<std::uint64_t, signal_kind_count> signals_relayed{};
+  std::uint64_t signal_failures_not_joined = 0;
+  std::uint64_t signal_failures_peer_not_found = 0;
+  std::uint64_t http_bytes = 0;
+  std::uint64_t p2p_bytes = 0;
+  std::uint64_t uploaded_bytes = 0;
+};
+
+struct mesh_outgoing {
+  mesh_connection_id to;
+  nv::server_message message;
+};
+
+struct mesh_swarm_summary {
+  std::string key;
+  std::uint32_t peers = 0;
+  std::uint32_t seeds = 0;
+  std::uint32_t blocks = 0;
+  std::uint64_t http_bytes = 0;
+  std::uint64_t p2p_bytes = 0;
+};
+
+struct mesh_totals {
+  std::size_t swarms = 0;
+  std::size_t seeds = 0;
+  std::size_t leechers = 0;
+  std::size_t links = 0;
+};
+
+class mesh {
+ public:
+  explicit mesh(mesh_config config, std::uint64_t seed = 0x5eed);
+
+  void on_join(const member_info& who, nv::join&& j, std::vector<mesh_outgoing>& out);
+  void on_have(const member_info& who, nv::have&& h, std::vector<mesh_outgoing>& out);
+  void on_leave(const member_info& who, const nv::leave& l, std::vector<mesh_outgoing>& out);
+  void on_signal(const member_info& who, nv::signal&& s, std::vector<mesh_outgoing>& out);
+  void on_report(const member_info& who, const nv::report& r, std::vector<mesh_outgoing>& out);
+  // The peer's connection is gone: it leaves every swarm of this shard.
+  void on_peer_gone(nv::peer_id id, std::vector<mesh_outgoing>& out);
+  // Re-plans members whose blocks changed since the last call.
+  void replan(std::vector<mesh_outgoing>& out);
+
+  mesh_totals totals() const;
+  std::vector<mesh_swarm_summary> top_swarms(std::size_t n) const;
+  const mesh_counters& counters() const { return counters_; }
+  // For tests: neighbours of a member as (peer id, initiator) pairs; empty if not a member.
+  std::vector<std::pair<nv::peer_id, bool>> neighbors_of(const std::string& swarm, nv::peer_id id) const;
+  std::vector<std::uint32_t> availability(const std::string& swarm) const;
+  // For tests: an empty string when every invariant holds, else what is broken.
+  std::string check_invariants() const;
+
+ private:
+  enum set_kind : std::uint8_t { all_set, holder_set, site_set, subnet_set, asn_set, country_set, set_kinds };
+  struct link {
+    std::uint32_t slot;
+    bool initiator;
+  };
+  struct member {
+    bool alive = false;
+    member_info info;
+    protocol::bitfield have;
+    std::vector<link> links;
+    std::array<std::uint32_t, set_kinds> pos{};
+    std::uint32_t epoch = 0;  // candidate de-duplication mark
+    bool dirty = false;
+  };
+  using bucket_map = std::unordered_map<std::uint64_t, std::vector<std::uint32_t>>;
+  struct swarm_state {
+    std::string key;
+    std::uint64_t size = 0;
+    std::uint32_t block_size = 0;
+    std::uint32_t blocks = 0;
+    std::vector<member> slots;
+    std::vector<std::uint32_t> free_slots;
+    std::unordered_map<nv::peer_id, std::uint32_t> by_id;
+    std::vector<std::uint32_t> all, holders, dirty;
+    std::array<bucket_map, set_kinds> buckets;  // used for site..country
+    std::vector<std::uint32_t> availability;
+    std::uint32_t seeds = 0;
+    std::uint32_t epoch = 0;
+    std::uint64_t http_bytes = 0, p2p_bytes = 0, uploaded_bytes = 0;
+  };
+  // Neighbour changes of one operation, sent as one message per affected member at the end.
+  struct change_set {
+    std::unordered_map<std::uint32_t, nv::neighbors> by_slot;
+  };
+
+  static std::uint64_t bucket_key(set_kind k, const location& l);
+  std::vector<std::uint32_t>* set_for(swarm_state& s, set_kind k, const member& m);
+  void set_insert(swarm_state& s, set_kind k, std::uint32_t slot);
+  void set_erase(swarm_state& s, set_kind k, std::uint32_t slot);
+
+  std::uint32_t add_member(swarm_state& s, const member_info& who, protocol::bitfield&& have);
+  void remove_member(swarm_state& s, std::uint32_t slot, change_set& changes);
+  void connect(swarm_state& s, std::uint32_t initiator, std::uint32_t other, change_set& changes);
+  void disconnect(swarm_state& s, std::uint32_t a, std::uint32_t b, change_set& changes);
+  bool linked(const swarm_state& s, std::uint32_t a, std::uint32_t b) const;
+  double usefulness(const member& p, const member& q) const;
+  std::size_t useful_neighbors(const swarm_state& s, std::uint32_t slot) const;
+  void plan(swarm_state& s, std::uint32_t slot, change_set& changes);
+  bool take_back(swarm_state& s, std::uint32_t needy, std::uint32_t holder, change_set& changes);
+  void gather_candidates(swarm_state& s, std::uint32_t slot, std::vector<std::uint32_t>& out);
+  void flush(swarm_state& s, change_set& changes, std::vector<mesh_outgoing>& out);
+  void forget_swarm_of(nv::peer_id id, const std::string& key);
+  void drop_if_empty(const std::string& key);
+  swarm_state* find_member(const std::string& key, nv::peer_id id, std::uint32_t& slot);
+
+  mesh_config config_;
+  std::mt19937_64 rng_;
+  std::unordered_map<std::string, swarm_state> swarms_;
+  std::unordered_map<nv::peer_id, std::vector<std::string>> peer_swarms_;
+  mesh_counters counters_;
+  std::vector<std::uint32_t> candidates_;  // scratch
+};
+
+}  // namespace swarmcoord::swarm
