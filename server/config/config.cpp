@@ -168,7 +168,10 @@ std::string toml_text(const toml::node& n) {
   }
   if (const auto* a = n.as_array()) {
     std::string out = "[";
-    for (std::size_t i = 0; i < a->size(); ++i) out += (i ? ", " : "") + toml_text(*a->get(i));
+    for (std::size_t i = 0; i < a->size(); ++i) {
+      if (i) out += ", ";
+      out += toml_text(*a->get(i));
+    }
     return out + "]";
   }
   std::ostringstream os;

@@ -6,6 +6,8 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <stdexcept>
+
 #include "server/metrics/process_collector.hpp"
 
 namespace swarmcoord::metrics {
@@ -109,6 +111,9 @@ exporter::exporter(std::string_view version, std::array<protocol_labels, protoco
   auto& swarms = gauge("swarmcoord_swarms", "Swarms with at least one peer.");
   auto& peers = gauge("swarmcoord_peers", "Peers in swarms, by role.");
   for (std::size_t p = 0; p < protocol_count; ++p) {
+    const auto& l = labels[p];
+    if (l.received_types.size() > max_labels || l.sent_types.size() > max_labels || l.error_reasons.size() > max_labels)
+      throw std::logic_error("metrics: more labels than counters::max_labels for " + std::string(l.name));
     const std::string name(labels[p].name);
     auto& hp = h_->proto[p];
     hp.connections = &connections.Add({{"protocol", name}});

@@ -7,6 +7,7 @@
 namespace swarmcoord::net {
 namespace {
 constexpr auto wt_index = static_cast<std::size_t>(metrics::protocol::webtorrent);
+constexpr auto native_index = static_cast<std::size_t>(metrics::protocol::native);
 constexpr auto expiry_period = std::chrono::seconds(5);
 }  // namespace
 
@@ -63,6 +64,8 @@ void worker::deliver(connection_id to, outbound message) {
 
 void worker::route(std::vector<swarm::outgoing>& out) {
   for (auto& o : out) {
+    if (const auto* e = std::get_if<swarm::wt::request_error>(&o.message))
+      ++counters_.errors[wt_index][static_cast<std::size_t>(e->reason)];
     // Errors the tracker itself raises (too_many_peers) never pass the session's decoder,
     // which counts the others.
     if (const auto* e = std::get_if<swarm::wt::request_error>(&o.message))
@@ -79,6 +82,8 @@ void worker::route(std::vector<swarm::outgoing>& out) {
 
 void worker::route(std::vector<swarm::mesh_outgoing>& out) {
   for (auto& o : out) {
+    if (const auto* e = std::get_if<swarm::nv::error>(&o.message))
+      ++counters_.errors[native_index][static_cast<std::size_t>(e->code)];
     outbound m{std::make_shared<const std::string>(swarm::nv::encode(o.message)),
                static_cast<std::uint8_t>(o.message.index())};
     const unsigned owner = worker_of(o.to);

@@ -219,7 +219,7 @@ void mesh::plan(swarm_state& s, std::uint32_t slot, change_set& changes) {
     const member& p = s.slots[slot];
     auto without_giver = [&](const member& m) {
       for (const auto& l : m.links)
-        if (s.slots[l.slot].have.count_missing_from(m.have) > 0) return false;
+        if (s.slots[l.slot].have.any_missing_from(m.have)) return false;
       return true;
     };
     for (auto q : candidates_) {
@@ -227,7 +227,7 @@ void mesh::plan(swarm_state& s, std::uint32_t slot, change_set& changes) {
       const double u = usefulness(p, m);
       // x4 so that a single block given (worth give_weight) still lands above band 0.
       const int band = u > 0 ? std::bit_width(static_cast<std::uint64_t>(u * 4) | 1) : 0;
-      const bool needy = p.have.count_missing_from(m.have) > 0 && without_giver(m);
+      const bool needy = !p.have.empty() && p.have.any_missing_from(m.have) && without_giver(m);
       list.push_back({q, band, needy, locality_between(p.info.where, m.info.where), u, rng_()});
     }
   }
