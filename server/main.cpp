@@ -194,6 +194,9 @@ int main(int argc, char** argv) {
   setup_logging(cfg);
   try {
     return serve(cfg);
+  } catch (const config::config_error& e) {
+    spdlog::critical("config: {}", e.what());
+    return 2;
   } catch (const std::exception& e) {
     spdlog::critical("cannot start: {}", e.what());
     return 1;

@@ -219,6 +219,8 @@ std::string check_sites(const toml::node& n) {
 std::string check_readable_file(const toml::node& n) {
   auto path = n.value<std::string>().value_or("");
   if (path.empty()) return {};
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return "no such file: " + path;
   std::ifstream in(path);
   if (!in) return "cannot read " + path;
   return {};
@@ -302,8 +304,10 @@ toml::table build(const sources& from) {
     }
     for (const auto& [section, node] : file) {
       const auto* table = node.as_table();
-      if (!table)
-        throw config_error(std::string(section.str()) + ": unknown key (expected a [section])");
+      const bool known = std::any_of(schema().begin(), schema().end(),
+                                     [&](const key_spec& k) { return section.str() == k.section; });
+      if (!table || !known)
+        throw config_error(std::string(section.str()) + ": unknown section (in " + from.file + ")");
       for (const auto& [key, value] : *table) {
         const auto* k = find_key(section.str(), key.str());
         if (!k)

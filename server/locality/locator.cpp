@@ -12,10 +12,11 @@ namespace swarmcoord::locality {
 
 struct locator::database {
   MMDB_s mmdb{};
-  explicit database(const std::string& path) {
+  database(const char* key, const std::string& path) {
     const int status = MMDB_open(path.c_str(), MMDB_MODE_MMAP, &mmdb);
     if (status != MMDB_SUCCESS)
-      throw std::runtime_error("cannot open MaxMind database " + path + ": " + MMDB_strerror(status));
+      throw std::runtime_error(std::string(key) + ": cannot open MaxMind database " + path + ": " +
+                               MMDB_strerror(status));
   }
   ~database() { MMDB_close(&mmdb); }
 };
@@ -43,8 +44,8 @@ locator::locator(std::vector<std::pair<swarm::cidr, std::string>> sites, const s
   }
   std::stable_sort(sites_.begin(), sites_.end(),
                    [](const site_range& a, const site_range& b) { return a.range.prefix > b.range.prefix; });
-  for (const auto* path : {&geoip_db, &asn_db})
-    if (!path->empty()) databases_.push_back(std::make_unique<database>(*path));
+  if (!geoip_db.empty()) databases_.push_back(std::make_unique<database>("locality.geoip_db", geoip_db));
+  if (!asn_db.empty()) databases_.push_back(std::make_unique<database>("locality.asn_db", asn_db));
 }
 
 locator::~locator() = default;

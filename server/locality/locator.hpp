@@ -15,7 +15,7 @@ namespace swarmcoord::locality {
 
 class locator {
  public:
-  // Throws std::runtime_error naming the file when a database cannot be opened.
+  // Throws std::runtime_error naming the config key and file when a database cannot be opened.
   locator(std::vector<std::pair<swarm::cidr, std::string>> sites, const std::string& geoip_db,
           const std::string& asn_db);
   ~locator();

@@ -16,6 +16,15 @@ using tcp = asio::ip::tcp;
 
 namespace {
 thread_local worker* this_thread_worker = nullptr;
+
+// A database that exists but is not a MaxMind DB is a bad config value like any other.
+std::unique_ptr<locality::locator> make_locator(const config::config& cfg) {
+  try {
+    return std::make_unique<locality::locator>(cfg.locality.sites, cfg.locality.geoip_db, cfg.locality.asn_db);
+  } catch (const std::runtime_error& e) {
+    throw config::config_error(e.what());
+  }
+}
 }
 
 worker* runtime::current_worker() { return this_thread_worker; }
@@ -23,7 +32,7 @@ worker* runtime::current_worker() { return this_thread_worker; }
 runtime::runtime(const config::config& cfg)
     : cfg_(cfg),
       routes_(std::make_unique<public_routes>(*this)),
-      locator_(std::make_unique<locality::locator>(cfg_.locality.sites, cfg_.locality.geoip_db, cfg_.locality.asn_db)) {
+      locator_(make_locator(cfg_)) {
   const unsigned n = std::min(cfg_.server.threads, 1u << (64 - worker_shift));
   for (unsigned i = 0; i < n; ++i)
     workers_.push_back(std::make_unique<worker>(*this, i, n, cfg_.tracker, cfg_.mesh.planner, cfg_.mesh.replan_ms));

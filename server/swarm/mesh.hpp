@@ -9,7 +9,9 @@
 //   that q lacks, grouped in log2 bands so that "comparably useful" candidates are ordered by
 //   locality tier (site, subnet, asn, country, remote);
 // - a needy peer with no useful neighbour may take a link from a full holder away from a peer
-//   that keeps several useful neighbours (fair share of scarce holders);
+//   that keeps several useful neighbours (fair share of scarce holders); and within a band a
+//   candidate that p would give blocks to and that has no useful neighbour yet comes first;
+// - a member with no useful candidate gets up to two links anyway, unless it is a seed;
 // - bounded work: at most max_candidates candidates, sampled from the peer's locality buckets,
 //   from holders and at random; a swarm below exhaustive_below members is scanned whole;
 // - have updates only mark a member dirty; replan() re-plans dirty members later, once.

@@ -31,6 +31,7 @@ export class Daemon {
       ...args,
     ], { env: daemonEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
     const d = new Daemon(proc);
+    const spawnFailed = new Promise((_, reject) => proc.on('error', (err) => reject(new Error(`cannot run ${binary}: ${err.message}`))));
     const listening = new Promise((resolve, reject) => {
       const onData = (chunk) => {
         d.log += chunk.toString();
@@ -45,7 +46,7 @@ export class Daemon {
     const timeout = new Promise((_, reject) => {
       timer = setTimeout(() => reject(new Error(`swarmcoord did not report listening:\n${d.log}`)), timeoutMs);
     });
-    const m = await Promise.race([listening, timeout]).finally(() => clearTimeout(timer));
+    const m = await Promise.race([listening, timeout, spawnFailed]).finally(() => clearTimeout(timer));
     d.public = m[1];
     d.admin = m[2];
     d.wsUrl = `ws://${m[1]}`;
