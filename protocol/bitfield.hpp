@@ -43,6 +43,13 @@ class bitfield {
     return n;
   }
 
+  // count_missing_from(other) > 0, stopping at the first such block.
+  bool any_missing_from(const bitfield& other) const {
+    for (std::size_t i = 0; i < words_.size(); ++i)
+      if (words_[i] & ~other.words_[i]) return true;
+    return false;
+  }
+
   template <class Fn>
   void for_each_set(Fn&& fn) const {
     for (std::size_t w = 0; w < words_.size(); ++w)

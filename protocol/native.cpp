@@ -186,6 +186,10 @@ struct encoder {
       out += R"(,"ref":)";
       append_string(out, e.ref);
     }
+    if (!e.swarm.empty()) {
+      out += R"(,"swarm":)";
+      append_string(out, e.swarm);
+    }
     out += "}";
   }
 };
@@ -245,8 +249,13 @@ client_message decode_client_message(std::string_view text, const decode_limits&
     f.e.ref = name;
     return std::move(f.e);
   }
-  std::string shown = name.size() > 32 ? name.substr(0, 32) + "…" : name;
-  return error{error_code::unknown_type, "unknown message type \"" + shown + "\"", {}};
+  std::string shown = name;
+  if (shown.size() > 32) {
+    std::size_t cut = 32;
+    while (cut > 0 && (static_cast<unsigned char>(shown[cut]) & 0xC0) == 0x80) --cut;  // not inside a character
+    shown = shown.substr(0, cut) + "…";
+  }
+  return error{error_code::unknown_type, "unknown message type \"" + shown + "\"", shown};
 }
 
 std::string encode(const server_message& m) {

@@ -72,6 +72,7 @@ struct error {
   error_code code;
   std::string message;  // a human sentence
   std::string ref;      // the type of the message that caused it, when known
+  std::string swarm;    // the swarm key it concerns, when known
 };
 
 using client_message = std::variant<hello, join, have, leave, signal, report, error>;

@@ -269,7 +269,11 @@ client_message decode_client_message(std::string_view text) {
   std::string shown = action == obj.end() ? "undefined"
                       : action->is_string() ? action->get<std::string>()
                                             : action->dump(-1, ' ', false, json::error_handler_t::replace);
-  if (shown.size() > 64) shown = shown.substr(0, 64) + "…";
+  if (shown.size() > 64) {
+    std::size_t cut = 64;
+    while (cut > 0 && (static_cast<unsigned char>(shown[cut]) & 0xC0) == 0x80) --cut;  // not inside a character
+    shown = shown.substr(0, cut) + "…";
+  }
   return error(error_reason::invalid_action, "invalid action in WS request: " + shown, {}, "");
 }
 

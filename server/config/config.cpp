@@ -54,6 +54,9 @@ const std::vector<key_spec>& schema() {
        1024, 16 * 1024 * 1024},
       {"server", "max_connections", kind::integer, "100000",
        "Open WebSocket connections at most; further upgrades get HTTP 503.", 1, 10'000'000},
+      {"server", "max_http_sessions", kind::integer, "4096",
+       "Plain HTTP connections on the public port (health checks, upgrades in progress) at\n"
+       "most; more are closed at once. Bounds what slow or half-sent requests can hold.", 16, 1'000'000},
       {"server", "idle_timeout_s", kind::integer, "300",
        "Close a connection from which nothing (not even a pong) arrived for this long; the\n"
        "server pings at half of it, so live but quiet clients stay.", 5, 86400},
@@ -220,7 +223,8 @@ std::string check_readable_file(const toml::node& n) {
   auto path = n.value<std::string>().value_or("");
   if (path.empty()) return {};
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) return "no such file: " + path;
+  if (!std::filesystem::is_regular_file(path, ec))
+    return std::filesystem::exists(path, ec) ? "not a regular file: " + path : "no such file: " + path;
   std::ifstream in(path);
   if (!in) return "cannot read " + path;
   return {};
@@ -306,7 +310,7 @@ toml::table build(const sources& from) {
       const auto* table = node.as_table();
       const bool known = std::any_of(schema().begin(), schema().end(),
                                      [&](const key_spec& k) { return section.str() == k.section; });
-      if (!table || !known)
+      if (!table || (!known && table->empty()))
         throw config_error(std::string(section.str()) + ": unknown section (in " + from.file + ")");
       for (const auto& [key, value] : *table) {
         const auto* k = find_key(section.str(), key.str());
@@ -397,6 +401,7 @@ config load(const sources& from) {
     throw config_error("server.tls_cert: tls_cert and tls_key go together (one is empty)");
   c.server.max_message_bytes = static_cast<std::size_t>(i("server", "max_message_bytes"));
   c.server.max_connections = static_cast<std::size_t>(i("server", "max_connections"));
+  c.server.max_http_sessions = static_cast<std::size_t>(i("server", "max_http_sessions"));
   c.server.idle_timeout_s = static_cast<unsigned>(i("server", "idle_timeout_s"));
   c.server.drain_seconds = static_cast<unsigned>(i("server", "drain_seconds"));
   c.server.max_write_queue_bytes = static_cast<std::size_t>(i("server", "max_write_queue_bytes"));

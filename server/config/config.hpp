@@ -37,6 +37,7 @@ struct config {
     std::string tls_key;
     std::size_t max_message_bytes = 0;
     std::size_t max_connections = 0;
+    std::size_t max_http_sessions = 0;
     unsigned idle_timeout_s = 0;
     unsigned drain_seconds = 0;
     std::size_t max_write_queue_bytes = 0;

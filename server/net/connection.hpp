@@ -19,6 +19,7 @@ inline unsigned worker_of(connection_id id) { return static_cast<unsigned>(id >>
 struct outbound {
   std::shared_ptr<const std::string> payload;
   std::uint8_t type = 0;  // index into the protocol's sent-type labels
+  std::string refused_join;  // native: a swarm the connection did not get into after all
 };
 
 class connection {

@@ -64,6 +64,16 @@ void runtime::start() {
   auto address = asio::ip::make_address(cfg_.server.listen.host, ec);
   if (ec) throw std::runtime_error("server.listen: bad address " + cfg_.server.listen.host);
   tcp::endpoint at(address, cfg_.server.listen.port);
+  if (at.port() != 0) {
+    // SO_REUSEPORT would let a second instance share the port silently and split every swarm
+    // between two processes; a plain bind first refuses that with "address in use".
+    try {
+      listener::bind(workers_[0]->io().get_executor(), at, false).close();
+    } catch (const boost::system::system_error& e) {
+      throw std::runtime_error("server.listen: cannot listen on " + cfg_.server.listen.to_string() + ": " +
+                               e.code().message());
+    }
+  }
   for (auto& w : workers_) {
     tcp::acceptor acceptor(w->io());
     try {
@@ -120,6 +130,16 @@ bool runtime::admit() {
 }
 
 void runtime::release() { open_connections_.fetch_sub(1, std::memory_order_relaxed); }
+
+bool runtime::admit_http() {
+  if (http_sessions_.fetch_add(1, std::memory_order_relaxed) >= cfg_.server.max_http_sessions) {
+    http_sessions_.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
+  return true;
+}
+
+void runtime::release_http() { http_sessions_.fetch_sub(1, std::memory_order_relaxed); }
 
 void runtime::begin_drain() {
   if (draining_.exchange(true)) return;

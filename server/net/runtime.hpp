@@ -84,6 +84,10 @@ class runtime {
   // Admission of a new WebSocket connection under server.max_connections; release() on close.
   bool admit();
   void release();
+  // Plain HTTP connections on the public port (health checks, upgrades in progress) under
+  // server.max_http_sessions, so that half-sent requests can't use up file descriptors.
+  bool admit_http();
+  void release_http();
 
   static worker* current_worker();
 
@@ -98,6 +102,7 @@ class runtime {
   boost::asio::ip::tcp::endpoint public_endpoint_;
   std::atomic<bool> draining_{false};
   std::atomic<std::size_t> open_connections_{0};
+  std::atomic<std::size_t> http_sessions_{0};
 };
 
 }  // namespace swarmcoord::net

@@ -1,6 +1,7 @@
 #include "server/net/session.hpp"
 
 #include <deque>
+#include <utility>
 #include <optional>
 
 #include <boost/asio/ssl.hpp>
@@ -103,6 +104,7 @@ class ws_session final : public connection, public std::enable_shared_from_this<
   void run(http::request<http::string_body>&& req) {
     id_ = w_.register_connection(this);
     registered_ = true;
+    last_shard_ = w_.index();
     auto& c = w_.counters();
     ++c.connections[static_cast<std::size_t>(kind_)];
     ++c.connections_accepted;
@@ -134,6 +136,9 @@ class ws_session final : public connection, public std::enable_shared_from_this<
       abort();
       return;
     }
+    // A join counted against limits.max_swarms_per_connection was refused by its shard.
+    if (!m.refused_join.empty())
+      joined_.erase(std::remove(joined_.begin(), joined_.end(), m.refused_join), joined_.end());
     ++c.sent[static_cast<std::size_t>(kind_)][m.type];
     queued_bytes_ += m.payload->size();
     queue_.push_back(std::move(m));
@@ -205,6 +210,7 @@ class ws_session final : public connection, public std::enable_shared_from_this<
   unsigned use_shard(const Key& key) {
     const unsigned shard = rt_.shard_of(key);
     shards_used_ |= std::uint64_t{1} << shard;
+    last_shard_ = shard;
     return shard;
   }
 
@@ -276,12 +282,30 @@ class ws_session final : public connection, public std::enable_shared_from_this<
     auto& c = w_.counters();
     ++c.errors[native_index][static_cast<std::size_t>(e.code)];
     if (e.code == nv::error_code::signal_too_big) ++c.signal_failures[2];
+    if (e.code == nv::error_code::peer_not_found) ++c.signal_failures[1];
     spdlog::debug("conn {} {}: protocol error {}: {}", id_, client_.to_string(), nv::to_string(e.code), e.message);
-    send_native(std::move(e));
-    if (++errors_in_row_ >= rt_.cfg().server.max_protocol_errors) {
-      spdlog::info("conn {} {}: {} invalid messages in a row, closing (1008)", id_, client_.to_string(), errors_in_row_);
-      begin_close(websocket::close_code::policy_error);
-    }
+    const bool give_up = ++errors_in_row_ >= rt_.cfg().server.max_protocol_errors;
+    in_order([this, e = std::move(e), give_up]() mutable {
+      send_native(std::move(e));
+      if (give_up) {
+        spdlog::info("conn {} {}: {} invalid messages in a row, closing (1008)", id_, client_.to_string(),
+                     errors_in_row_);
+        begin_close(websocket::close_code::policy_error);
+      }
+    });
+  }
+
+  // Runs fn on this connection after the replies to its earlier messages. A reply from another
+  // worker's shard comes back through a post; fn takes the same road (via that shard, whose
+  // queue and then ours are first in, first out), so that it can't overtake.
+  template <class Fn>
+  void in_order(Fn fn) {
+    if (last_shard_ == w_.index()) return fn();
+    rt_.run_on(last_shard_, [&owner = w_, self = this->weak_from_this(), fn = std::move(fn)]() mutable {
+      boost::asio::post(owner.io(), [self = std::move(self), fn = std::move(fn)]() mutable {
+        if (auto alive = self.lock()) fn();
+      });
+    });
   }
 
   void send_native(nv::server_message&& m) {
@@ -402,6 +426,7 @@ class ws_session final : public connection, public std::enable_shared_from_this<
   std::size_t queued_bytes_ = 0;
   unsigned errors_in_row_ = 0;
   std::uint64_t shards_used_ = 0;  // bit i: this connection sent work to worker i's shard
+  unsigned last_shard_ = 0;        // the shard of the last message routed (set in run())
   // Native protocol state.
   std::optional<nv::peer_id> peer_id_;  // set by hello
   bool native_client_ = false;
@@ -411,11 +436,27 @@ class ws_session final : public connection, public std::enable_shared_from_this<
 };
 
 // ---------------------------------------------------------------- HTTP session
+
+// One admitted plain-HTTP connection on the public port; given back when the HTTP session
+// ends, including when it turns into a WebSocket session (which counts on its own).
+class http_slot {
+ public:
+  explicit http_slot(runtime* rt = nullptr) : rt_(rt) {}
+  http_slot(http_slot&& o) noexcept : rt_(std::exchange(o.rt_, nullptr)) {}
+  http_slot& operator=(http_slot&&) = delete;
+  ~http_slot() {
+    if (rt_) rt_->release_http();
+  }
+
+ private:
+  runtime* rt_;
+};
 template <class Stream>
 class http_session final : public std::enable_shared_from_this<http_session<Stream>> {
  public:
-  http_session(Stream&& stream, http_routes& routes, worker* w, runtime* rt, swarm::ip_address peer)
-      : stream_(std::move(stream)), routes_(routes), worker_(w), rt_(rt), peer_(peer) {}
+  http_session(Stream&& stream, http_routes& routes, worker* w, runtime* rt, swarm::ip_address peer,
+               http_slot slot = http_slot{})
+      : stream_(std::move(stream)), routes_(routes), worker_(w), rt_(rt), peer_(peer), slot_(std::move(slot)) {}
 
   void run() { do_read(); }
 
@@ -480,6 +521,7 @@ class http_session final : public std::enable_shared_from_this<http_session<Stre
   worker* worker_;
   runtime* rt_;
   swarm::ip_address peer_;
+  http_slot slot_;
 };
 
 swarm::ip_address remote_of(const tcp::socket& s) {
@@ -491,17 +533,29 @@ swarm::ip_address remote_of(const tcp::socket& s) {
 }  // namespace
 
 void start_public_session(tcp::socket&& socket, worker& w, runtime& rt) {
+  if (!rt.admit_http()) {
+    ++w.counters().connections_rejected;
+    boost::system::error_code ec;
+    socket.close(ec);
+    return;
+  }
+  http_slot slot(&rt);
   const auto peer = remote_of(socket);
   if (auto* tls = rt.tls()) {
     auto stream = std::make_shared<tls_stream>(std::move(socket), *tls);
     beast::get_lowest_layer(*stream).expires_after(http_timeout);
-    stream->async_handshake(asio::ssl::stream_base::server, [stream, &w, &rt, peer](beast::error_code ec) {
-      if (ec) return;  // scanners and plain-HTTP clients: nothing worth a log line
-      std::make_shared<http_session<tls_stream>>(std::move(*stream), rt.routes(), &w, &rt, peer)->run();
-    });
+    stream->async_handshake(asio::ssl::stream_base::server,
+                            [stream, &w, &rt, peer, slot = std::make_shared<http_slot>(std::move(slot))](beast::error_code ec) {
+                              if (ec) return;  // scanners and plain-HTTP clients: nothing worth a log line
+                              std::make_shared<http_session<tls_stream>>(std::move(*stream), rt.routes(), &w, &rt, peer,
+                                                                         std::move(*slot))
+                                  ->run();
+                            });
     return;
   }
-  std::make_shared<http_session<plain_stream>>(plain_stream(std::move(socket)), rt.routes(), &w, &rt, peer)->run();
+  std::make_shared<http_session<plain_stream>>(plain_stream(std::move(socket)), rt.routes(), &w, &rt, peer,
+                                               std::move(slot))
+      ->run();
 }
 
 void start_admin_session(tcp::socket&& socket, http_routes& routes) {

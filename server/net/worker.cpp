@@ -64,8 +64,6 @@ void worker::deliver(connection_id to, outbound message) {
 
 void worker::route(std::vector<swarm::outgoing>& out) {
   for (auto& o : out) {
-    if (const auto* e = std::get_if<swarm::wt::request_error>(&o.message))
-      ++counters_.errors[wt_index][static_cast<std::size_t>(e->reason)];
     // Errors the tracker itself raises (too_many_peers) never pass the session's decoder,
     // which counts the others.
     if (const auto* e = std::get_if<swarm::wt::request_error>(&o.message))
@@ -82,10 +80,11 @@ void worker::route(std::vector<swarm::outgoing>& out) {
 
 void worker::route(std::vector<swarm::mesh_outgoing>& out) {
   for (auto& o : out) {
-    if (const auto* e = std::get_if<swarm::nv::error>(&o.message))
+    if (const auto* e = std::get_if<swarm::nv::error>(&o.message)) {
       ++counters_.errors[native_index][static_cast<std::size_t>(e->code)];
+    }
     outbound m{std::make_shared<const std::string>(swarm::nv::encode(o.message)),
-               static_cast<std::uint8_t>(o.message.index())};
+               static_cast<std::uint8_t>(o.message.index()), std::move(o.refused_join)};
     const unsigned owner = worker_of(o.to);
     if (owner == index_) deliver(o.to, std::move(m));
     else remote_batches_[owner].emplace_back(o.to, std::move(m));

@@ -327,7 +327,9 @@ mesh::swarm_state* mesh::find_member(const std::string& key, nv::peer_id id, std
 
 void mesh::on_join(const member_info& who, nv::join&& j, std::vector<mesh_outgoing>& out) {
   auto fail = [&](nv::error_code code, std::string message) {
-    out.push_back({who.conn, nv::error{code, std::move(message), "join"}});
+    auto sit = swarms_.find(j.swarm);
+    const bool member = sit != swarms_.end() && sit->second.by_id.count(who.id);
+    out.push_back({who.conn, nv::error{code, std::move(message), "join", j.swarm}, member ? "" : j.swarm});
   };
   const std::uint64_t blocks64 = (j.size + j.block_size - 1) / j.block_size;
   if (blocks64 > config_.max_blocks)
@@ -357,12 +359,15 @@ void mesh::on_join(const member_info& who, nv::join&& j, std::vector<mesh_outgoi
   }
   swarm_state& s = it->second;
   change_set changes;
+  std::vector<nv::peer_id> dropped;  // a re-joiner's old links, which it must hear are gone
   if (auto existing = s.by_id.find(who.id); existing != s.by_id.end()) {
+    for (const auto& l : s.slots[existing->second].links) dropped.push_back(s.slots[l.slot].info.id);
     remove_member(s, existing->second, changes);  // a re-join replaces the old bitfield
   } else {
     peer_swarms_[who.id].push_back(s.key);
   }
   const std::uint32_t slot = add_member(s, who, std::move(have));
+  changes.by_slot[slot].remove = std::move(dropped);  // applied before any add, per the spec
   out.push_back({who.conn, nv::joined{s.key, blocks, static_cast<std::uint32_t>(s.all.size() - 1)}});
   changes.by_slot.try_emplace(slot);  // the joiner always hears about its neighbours
   plan(s, slot, changes);
@@ -372,13 +377,13 @@ void mesh::on_join(const member_info& who, nv::join&& j, std::vector<mesh_outgoi
 void mesh::on_have(const member_info& who, nv::have&& h, std::vector<mesh_outgoing>& out) {
   std::uint32_t slot;
   swarm_state* s = find_member(h.swarm, who.id, slot);
-  if (!s) return out.push_back({who.conn, nv::error{nv::error_code::not_joined, "not a member of that swarm", "have"}});
+  if (!s) return out.push_back({who.conn, nv::error{nv::error_code::not_joined, "not a member of that swarm", "have", h.swarm}});
   for (auto b : h.blocks)
     if (b >= s->blocks)
       return out.push_back({who.conn, nv::error{nv::error_code::block_out_of_range,
                                                 "block " + std::to_string(b) + " is out of range (the swarm has " +
                                                     std::to_string(s->blocks) + " blocks)",
-                                                "have"}});
+                                                "have", h.swarm}});
   member& m = s->slots[slot];
   const bool was_holder = !m.have.empty();
   bool changed = false;
@@ -400,7 +405,7 @@ void mesh::on_have(const member_info& who, nv::have&& h, std::vector<mesh_outgoi
 void mesh::on_leave(const member_info& who, const nv::leave& l, std::vector<mesh_outgoing>& out) {
   std::uint32_t slot;
   swarm_state* s = find_member(l.swarm, who.id, slot);
-  if (!s) return out.push_back({who.conn, nv::error{nv::error_code::not_joined, "not a member of that swarm", "leave"}});
+  if (!s) return out.push_back({who.conn, nv::error{nv::error_code::not_joined, "not a member of that swarm", "leave", l.swarm}});
   change_set changes;
   remove_member(*s, slot, changes);
   flush(*s, changes, out);
@@ -413,13 +418,13 @@ void mesh::on_signal(const member_info& who, nv::signal&& sig, std::vector<mesh_
   swarm_state* s = find_member(sig.swarm, who.id, slot);
   if (!s) {
     ++counters_.signal_failures_not_joined;
-    return out.push_back({who.conn, nv::error{nv::error_code::not_joined, "not a member of that swarm", "signal"}});
+    return out.push_back({who.conn, nv::error{nv::error_code::not_joined, "not a member of that swarm", "signal", sig.swarm}});
   }
   auto target = s->by_id.find(sig.to);
   if (target == s->by_id.end()) {
     ++counters_.signal_failures_peer_not_found;
     return out.push_back({who.conn, nv::error{nv::error_code::peer_not_found,
-                                              "peer " + nv::format_peer_id(sig.to) + " is not in that swarm", "signal"}});
+                                              "peer " + nv::format_peer_id(sig.to) + " is not in that swarm", "signal", sig.swarm}});
   }
   ++counters_.signals_relayed[signal_kind_index(sig.kind)];
   out.push_back({s->slots[target->second].info.conn, nv::signal_relay{s->key, who.id, std::move(sig.data)}});
@@ -428,7 +433,7 @@ void mesh::on_signal(const member_info& who, nv::signal&& sig, std::vector<mesh_
 void mesh::on_report(const member_info& who, const nv::report& r, std::vector<mesh_outgoing>& out) {
   std::uint32_t slot;
   swarm_state* s = find_member(r.swarm, who.id, slot);
-  if (!s) return out.push_back({who.conn, nv::error{nv::error_code::not_joined, "not a member of that swarm", "report"}});
+  if (!s) return out.push_back({who.conn, nv::error{nv::error_code::not_joined, "not a member of that swarm", "report", r.swarm}});
   s->http_bytes += r.http_bytes;
   s->p2p_bytes += r.p2p_bytes;
   s->uploaded_bytes += r.uploaded_bytes;

@@ -76,6 +76,9 @@ struct mesh_counters {
 struct mesh_outgoing {
   mesh_connection_id to;
   nv::server_message message;
+  // Not on the wire: a join was refused and the sender is not a member of this swarm, so the
+  // connection's count of swarms (limits.max_swarms_per_connection) goes down again.
+  std::string refused_join;
 };
 
 struct mesh_swarm_summary {

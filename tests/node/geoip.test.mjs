@@ -299,8 +299,19 @@ describe('locality database errors at startup', { timeout: 60000 }, () => {
     'a text file': (p) => fs.writeFileSync(p, 'this is not a MaxMind database\n'),
     'an empty file': (p) => fs.writeFileSync(p, ''),
     'random bytes': (p) => fs.writeFileSync(p, crypto.randomBytes(4096)),
-    'a directory': (p) => fs.mkdirSync(p),
   };
+  for (const key of ['geoip_db', 'asn_db']) {
+    test(`a directory as locality.${key} exits 2 naming the key and saying it is not a file`, async () => {
+      const p = path.join(dir, `a-directory-${key}`);
+      fs.mkdirSync(p);
+      const r = await runToExit(['--set', `locality.${key}="${p}"`]);
+      assert.equal(r.code, 2, r.output);
+      const line = r.output.split('\n').find((l) => l.includes(`locality.${key}`));
+      assert.ok(line, `a line naming locality.${key}:\n${r.output}`);
+      assert.match(line, /not a regular file/, line);
+      assert.doesNotMatch(r.output, /listening public=/);
+    });
+  }
   for (const [what, make] of Object.entries(notDatabases)) {
     for (const key of ['geoip_db', 'asn_db']) {
       test(`${what} as locality.${key} exits non-zero with a line naming the file as not a MaxMind database`, async () => {
@@ -308,7 +319,8 @@ describe('locality database errors at startup', { timeout: 60000 }, () => {
         make(p);
         const r = await runToExit(['--set', `locality.${key}="${p}"`]);
         assert.equal(r.signal, null, `exited by itself:\n${r.output}`);
-        assert.notEqual(r.code, 0, r.output);
+        assert.equal(r.code, 2, `a bad config value: ${r.output}`);
+        assert.match(r.output, new RegExp(`locality\\.${key}`), 'names the key');
         const line = r.output.split('\n').find((l) => l.includes(p));
         assert.ok(line, `a line naming ${p}:\n${r.output}`);
         assert.match(line, /MaxMind/i, `the line says what is wrong: ${line}`);
