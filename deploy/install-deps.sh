@@ -9,7 +9,7 @@ build_pkgs=(g++ cmake ninja-build ccache pkg-config
   libboost1.81-dev nlohmann-json3-dev libspdlog-dev libfmt-dev catch2 prometheus-cpp-dev
   libtomlplusplus-dev libcli11-dev libssl-dev libmaxminddb-dev)
 test_pkgs=(nodejs npm iproute2 util-linux openssl curl procps coturn libmaxmind-db-writer-perl)
-image_pkgs=(podman debootstrap buildah fuse-overlayfs uidmap)
+image_pkgs=(podman debootstrap buildah fuse-overlayfs uidmap curl)
 
 want=("${build_pkgs[@]}")
 case "${1:-build}" in
