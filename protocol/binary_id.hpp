@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include "protocol/keyed_hash.hpp"
+
 namespace swarmcoord::protocol {
 
 struct binary_id {
@@ -32,17 +34,8 @@ std::string encode_binary_id(const binary_id& id);
 
 struct binary_id_hash {
   std::size_t operator()(const binary_id& id) const noexcept {
-    // Ids are hashes or random bytes already; the first 8 bytes mixed with the next 8 spread
-    // well. ASCII ids (p2p-media-loader) still differ in those bytes.
-    std::uint64_t a, b;
-    std::memcpy(&a, id.bytes.data(), 8);
-    std::memcpy(&b, id.bytes.data() + 8, 8);
-    std::uint32_t c;
-    std::memcpy(&c, id.bytes.data() + 16, 4);
-    std::uint64_t h = a ^ (b * 0x9E3779B97F4A7C15ull) ^ (std::uint64_t{c} << 17);
-    h ^= h >> 31;
-    h *= 0xBF58476D1CE4E5B9ull;
-    return static_cast<std::size_t>(h ^ (h >> 29));
+    return static_cast<std::size_t>(
+        keyed_hash(std::string_view(reinterpret_cast<const char*>(id.bytes.data()), binary_id::size)));
   }
 };
 

@@ -84,10 +84,12 @@ std::array<metrics::protocol_labels, metrics::protocol_count> protocol_labels() 
 }
 
 int serve(const config::config& cfg) {
+  // control first: it is destroyed last, after the runtime whose gathers may still hold
+  // admin sessions bound to it.
+  asio::io_context control{1};
   net::runtime rt(cfg);
   rt.start();
 
-  asio::io_context control{1};
   metrics::exporter exporter(version, protocol_labels());
   net::admin_routes admin(rt, exporter, version);
   asio::ip::tcp::endpoint admin_at(asio::ip::make_address(cfg.admin.listen.host), cfg.admin.listen.port);

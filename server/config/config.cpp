@@ -65,7 +65,7 @@ const std::vector<key_spec>& schema() {
        0, 3600},
       {"server", "max_write_queue_bytes", kind::integer, "1048576",
        "Bytes queued for one slow client at most; over it the client is disconnected.",
-       4096, gib},
+       65536, gib},
       {"server", "max_protocol_errors", kind::integer, "50",
        "Invalid messages in a row tolerated from one connection before it is closed (1008).",
        1, 1'000'000},
@@ -394,7 +394,8 @@ config load(const sources& from) {
   config c;
   c.server.listen = to_listen(str("server", "listen"));
   c.server.threads = static_cast<unsigned>(i("server", "threads"));
-  if (c.server.threads == 0) c.server.threads = std::max(1u, std::thread::hardware_concurrency());
+  // Connections record the shards they touched in a 64-bit mask: 64 workers at most.
+  if (c.server.threads == 0) c.server.threads = std::clamp(std::thread::hardware_concurrency(), 1u, 64u);
   c.server.tls_cert = str("server", "tls_cert");
   c.server.tls_key = str("server", "tls_key");
   if (c.server.tls_cert.empty() != c.server.tls_key.empty())

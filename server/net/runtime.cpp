@@ -56,7 +56,7 @@ unsigned runtime::shard_of(const protocol::binary_id& info_hash) const {
 }
 
 unsigned runtime::shard_of(const std::string& swarm_key) const {
-  return static_cast<unsigned>(std::hash<std::string>{}(swarm_key) % workers_.size());
+  return static_cast<unsigned>(protocol::keyed_hash(swarm_key) % workers_.size());
 }
 
 void runtime::start() {
@@ -114,6 +114,7 @@ void runtime::start() {
 }
 
 void runtime::stop() {
+  stopped_ = true;
   for (auto& w : workers_) w->io().stop();
   for (auto& t : threads_)
     if (t.joinable()) t.join();

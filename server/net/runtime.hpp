@@ -36,8 +36,10 @@ class runtime {
   // Binds the public port on every worker and starts their threads. Throws std::runtime_error
   // with a one-line reason (address in use, bad TLS files, …).
   void start();
-  // Stops every worker's io_context and joins the threads.
+  // Stops every worker's io_context and joins the threads. Sessions still open are destroyed
+  // afterwards with their io_context; stopped() tells them not to reach out any more.
   void stop();
+  bool stopped() const { return stopped_.load(std::memory_order_relaxed); }
 
   boost::asio::ip::tcp::endpoint public_endpoint() const { return public_endpoint_; }
   const config::config& cfg() const { return cfg_; }
@@ -66,9 +68,11 @@ class runtime {
     };
     auto st = std::make_shared<state>(state{std::vector<Part>(workers_.size()), workers_.size(), std::move(done)});
     for (std::size_t i = 0; i < workers_.size(); ++i)
-      boost::asio::post(workers_[i]->io(), [this, i, st, origin, compute] {
+      boost::asio::post(workers_[i]->io(), [this, i, st, origin, compute]() mutable {
         Part part = compute(*workers_[i]);
-        boost::asio::post(origin, [i, st, part = std::move(part)]() mutable {
+        // The state travels on (moved, not copied), so that done and what it holds are
+        // destroyed on the origin's thread, never on a worker's.
+        boost::asio::post(origin, [i, st = std::move(st), part = std::move(part)]() mutable {
           st->parts[i] = std::move(part);
           if (--st->remaining == 0) st->done(std::move(st->parts));
         });
@@ -93,7 +97,6 @@ class runtime {
 
  private:
   config::config cfg_;
-  std::vector<std::unique_ptr<worker>> workers_;
   std::vector<std::shared_ptr<listener>> listeners_;
   std::vector<std::thread> threads_;
   std::unique_ptr<boost::asio::ssl::context> tls_;
@@ -101,8 +104,11 @@ class runtime {
   std::unique_ptr<locality::locator> locator_;
   boost::asio::ip::tcp::endpoint public_endpoint_;
   std::atomic<bool> draining_{false};
+  std::atomic<bool> stopped_{false};
   std::atomic<std::size_t> open_connections_{0};
   std::atomic<std::size_t> http_sessions_{0};
+  // Last, so that workers (and the sessions their io_contexts still own) go first.
+  std::vector<std::unique_ptr<worker>> workers_;
 };
 
 }  // namespace swarmcoord::net

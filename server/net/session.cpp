@@ -3,6 +3,7 @@
 #include <deque>
 #include <utility>
 #include <optional>
+#include <unordered_map>
 
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
@@ -121,6 +122,8 @@ class ws_session final : public connection, public std::enable_shared_from_this<
     ws_.read_message_max(rt_.cfg().server.max_message_bytes);
     ws_.async_accept(req, [self = this->shared_from_this()](beast::error_code ec) {
       if (ec) return self->finish();
+      self->accepted_ = true;
+      if (self->close_code_ && !self->writing_) return self->do_close();  // drained meanwhile
       self->do_read();
     });
   }
@@ -131,14 +134,16 @@ class ws_session final : public connection, public std::enable_shared_from_this<
     if (queued_bytes_ + m.payload->size() > rt_.cfg().server.max_write_queue_bytes) {
       // A client that does not read can't be allowed to grow our memory: drop it.
       ++c.slow_consumers_closed;
-      spdlog::debug("conn {} {}: write queue over {} bytes, disconnecting slow consumer", id_,
+      if (spdlog::should_log(spdlog::level::debug))
+        spdlog::debug("conn {} {}: write queue over {} bytes, disconnecting slow consumer", id_,
                     client_.to_string(), rt_.cfg().server.max_write_queue_bytes);
       abort();
       return;
     }
-    // A join counted against limits.max_swarms_per_connection was refused by its shard.
+    // A join counted against limits.max_swarms_per_connection was refused by its shard. Only
+    // when no other join of that swarm is in flight or done does the slot come back.
     if (!m.refused_join.empty())
-      joined_.erase(std::remove(joined_.begin(), joined_.end(), m.refused_join), joined_.end());
+      if (auto it = joined_.find(m.refused_join); it != joined_.end() && --it->second == 0) joined_.erase(it);
     ++c.sent[static_cast<std::size_t>(kind_)][m.type];
     queued_bytes_ += m.payload->size();
     queue_.push_back(std::move(m));
@@ -162,10 +167,11 @@ class ws_session final : public connection, public std::enable_shared_from_this<
         // Labelled after the decoder's reasons, as main.cpp lists them.
         const std::size_t too_big = kind_ == metrics::protocol::native ? nv::error_code_count : wt::error_reason_count;
         ++w_.counters().errors[static_cast<std::size_t>(kind_)][too_big];
-        spdlog::debug("conn {} {}: message over {} bytes, closed with 1009", id_, client_.to_string(),
+        if (spdlog::should_log(spdlog::level::debug))
+          spdlog::debug("conn {} {}: message over {} bytes, closed with 1009", id_, client_.to_string(),
                       rt_.cfg().server.max_message_bytes);
       } else if (ec != websocket::error::closed && ec != asio::error::operation_aborted) {
-        spdlog::debug("conn {} {}: {}", id_, client_.to_string(), ec.message());
+        if (spdlog::should_log(spdlog::level::debug)) spdlog::debug("conn {} {}: {}", id_, client_.to_string(), ec.message());
       }
       return finish();
     }
@@ -230,18 +236,20 @@ class ws_session final : public connection, public std::enable_shared_from_this<
     errors_in_row_ = 0;
     std::visit(overloaded{
                    [&](nv::join& j) {
-                     if (std::find(joined_.begin(), joined_.end(), j.swarm) == joined_.end()) {
+                     auto it = joined_.find(j.swarm);
+                     if (it == joined_.end()) {
                        if (joined_.size() >= rt_.cfg().limits.max_swarms_per_connection)
                          return native_error({nv::error_code::too_many_swarms,
                                               "a connection may join at most " +
                                                   std::to_string(rt_.cfg().limits.max_swarms_per_connection) + " swarms",
-                                              "join"});
-                       joined_.push_back(j.swarm);
+                                              "join", j.swarm});
+                       it = joined_.emplace(j.swarm, 0).first;
                      }
+                     ++it->second;  // one more join of it in flight or done
                      to_mesh(std::move(j));
                    },
                    [&](nv::leave& l) {
-                     joined_.erase(std::remove(joined_.begin(), joined_.end(), l.swarm), joined_.end());
+                     joined_.erase(l.swarm);
                      to_mesh(std::move(l));
                    },
                    [&](nv::have& h) { to_mesh(std::move(h)); },
@@ -283,7 +291,8 @@ class ws_session final : public connection, public std::enable_shared_from_this<
     ++c.errors[native_index][static_cast<std::size_t>(e.code)];
     if (e.code == nv::error_code::signal_too_big) ++c.signal_failures[2];
     if (e.code == nv::error_code::peer_not_found) ++c.signal_failures[1];
-    spdlog::debug("conn {} {}: protocol error {}: {}", id_, client_.to_string(), nv::to_string(e.code), e.message);
+    if (spdlog::should_log(spdlog::level::debug))
+      spdlog::debug("conn {} {}: protocol error {}: {}", id_, client_.to_string(), nv::to_string(e.code), e.message);
     const bool give_up = ++errors_in_row_ >= rt_.cfg().server.max_protocol_errors;
     in_order([this, e = std::move(e), give_up]() mutable {
       send_native(std::move(e));
@@ -381,7 +390,8 @@ class ws_session final : public connection, public std::enable_shared_from_this<
     if (closing_) return;
     closing_ = true;
     close_code_ = code;
-    if (!writing_) do_close();
+    // Before the handshake is written, the accept handler sends the close.
+    if (accepted_ && !writing_) do_close();
   }
 
   void do_close() {
@@ -399,6 +409,8 @@ class ws_session final : public connection, public std::enable_shared_from_this<
     if (!registered_) return;
     registered_ = false;
     closing_ = true;
+    // Destroyed with its io_context after the runtime stopped: nobody is left to tell.
+    if (rt_.stopped()) return;
     w_.unregister_connection(id_);
     --w_.counters().connections[static_cast<std::size_t>(kind_)];
     for (unsigned shard = 0; shards_used_ != 0; ++shard, shards_used_ >>= 1) {
@@ -419,6 +431,7 @@ class ws_session final : public connection, public std::enable_shared_from_this<
   swarm::ip_address client_;
   connection_id id_ = 0;
   bool registered_ = false;
+  bool accepted_ = false;
   bool writing_ = false;
   bool closing_ = false;
   std::optional<websocket::close_code> close_code_;
@@ -432,7 +445,8 @@ class ws_session final : public connection, public std::enable_shared_from_this<
   bool native_client_ = false;
   std::uint32_t max_neighbors_ = 0;
   swarm::location where_;
-  std::vector<std::string> joined_;  // swarm keys, for limits.max_swarms_per_connection
+  // Swarm key -> joins of it sent and not refused, for limits.max_swarms_per_connection.
+  std::unordered_map<std::string, unsigned> joined_;
 };
 
 // ---------------------------------------------------------------- HTTP session
@@ -493,7 +507,13 @@ class http_session final : public std::enable_shared_from_this<http_session<Stre
       ++worker_->counters().connections_rejected;
       return write(503, "text/plain", "too many connections\n", false, req.version());
     }
-    auto client = swarm::client_address(peer_, req["X-Forwarded-For"], req[http::field::forwarded],
+    // A proxy may append its own X-Forwarded-For line after one the client sent: join them all.
+    std::string forwarded_for;
+    for (auto [it, end] = req.equal_range("X-Forwarded-For"); it != end; ++it) {
+      if (!forwarded_for.empty()) forwarded_for += ',';
+      forwarded_for += it->value();
+    }
+    auto client = swarm::client_address(peer_, forwarded_for, req[http::field::forwarded],
                                         rt_->cfg().server.trusted_proxies);
     std::make_shared<ws_session<Stream>>(std::move(stream_), *worker_, *rt_,
                                          native ? metrics::protocol::native : metrics::protocol::webtorrent, client)

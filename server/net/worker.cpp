@@ -177,8 +177,8 @@ metrics::counters worker::snapshot() const {
   for (std::size_t i = 0; i < c.neighbors_assigned.size(); ++i) c.neighbors_assigned[i] = m.neighbors_assigned[i];
   c.links_taken_back = m.links_taken_back;
   for (std::size_t i = 0; i < c.signals_relayed.size(); ++i) c.signals_relayed[i] = m.signals_relayed[i];
-  c.signal_failures[0] = m.signal_failures_not_joined;
-  c.signal_failures[1] = m.signal_failures_peer_not_found;
+  c.signal_failures[0] += m.signal_failures_not_joined;  // += : the session counts some too
+  c.signal_failures[1] += m.signal_failures_peer_not_found;
   c.client_bytes = {m.http_bytes, m.p2p_bytes, m.uploaded_bytes};
   return c;
 }

@@ -434,12 +434,14 @@ void mesh::on_report(const member_info& who, const nv::report& r, std::vector<me
   std::uint32_t slot;
   swarm_state* s = find_member(r.swarm, who.id, slot);
   if (!s) return out.push_back({who.conn, nv::error{nv::error_code::not_joined, "not a member of that swarm", "report", r.swarm}});
-  s->http_bytes += r.http_bytes;
-  s->p2p_bytes += r.p2p_bytes;
-  s->uploaded_bytes += r.uploaded_bytes;
-  counters_.http_bytes += r.http_bytes;
-  counters_.p2p_bytes += r.p2p_bytes;
-  counters_.uploaded_bytes += r.uploaded_bytes;
+  // Saturating: a counter that wrapped would freeze the Prometheus one for good.
+  auto add = [](std::uint64_t& total, std::uint64_t v) { total = total > UINT64_MAX - v ? UINT64_MAX : total + v; };
+  add(s->http_bytes, r.http_bytes);
+  add(s->p2p_bytes, r.p2p_bytes);
+  add(s->uploaded_bytes, r.uploaded_bytes);
+  add(counters_.http_bytes, r.http_bytes);
+  add(counters_.p2p_bytes, r.p2p_bytes);
+  add(counters_.uploaded_bytes, r.uploaded_bytes);
 }
 
 void mesh::on_peer_gone(nv::peer_id id, std::vector<mesh_outgoing>& out) {
@@ -460,7 +462,14 @@ void mesh::on_peer_gone(nv::peer_id id, std::vector<mesh_outgoing>& out) {
 
 void mesh::replan(std::vector<mesh_outgoing>& out) {
   std::size_t budget = config_.replan_per_call;
-  for (auto& [key, s] : swarms_) {
+  // Resume at the swarm where the budget ran out last time, so that a large swarm with many
+  // dirty members can't starve the ones after it.
+  auto start = resume_.empty() ? swarms_.begin() : swarms_.find(resume_);
+  if (start == swarms_.end()) start = swarms_.begin();
+  resume_.clear();
+  for (std::size_t visited = 0, total = swarms_.size(); visited < total; ++visited) {
+    if (start == swarms_.end()) start = swarms_.begin();
+    auto& [key, s] = *start++;
     if (s.dirty.empty()) continue;
     change_set changes;
     std::size_t i = 0;
@@ -473,7 +482,10 @@ void mesh::replan(std::vector<mesh_outgoing>& out) {
     }
     s.dirty.erase(s.dirty.begin(), s.dirty.begin() + static_cast<std::ptrdiff_t>(i));
     flush(s, changes, out);
-    if (budget == 0) break;
+    if (budget == 0) {
+      resume_ = s.dirty.empty() && start != swarms_.end() ? start->first : key;
+      break;
+    }
   }
 }
 

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "protocol/bitfield.hpp"
+#include "protocol/keyed_hash.hpp"
 #include "protocol/native.hpp"
 #include "server/swarm/address.hpp"
 
@@ -178,10 +179,11 @@ class mesh {
 
   mesh_config config_;
   std::mt19937_64 rng_;
-  std::unordered_map<std::string, swarm_state> swarms_;
+  std::unordered_map<std::string, swarm_state, protocol::keyed_string_hash, std::equal_to<>> swarms_;
   std::unordered_map<nv::peer_id, std::vector<std::string>> peer_swarms_;
   mesh_counters counters_;
   std::vector<std::uint32_t> candidates_;  // scratch
+  std::string resume_;  // where replan() goes on after running out of budget
 };
 
 }  // namespace swarmcoord::swarm

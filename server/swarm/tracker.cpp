@@ -49,8 +49,10 @@ void tracker::on_announce(connection_id conn, const ip_address& from, wt::announ
   if (a.event == wt::announce_event::stopped) {
     if (sit != swarms_.end()) {
       swarm& s = sit->second;
-      if (auto pit = s.index.find(a.peer_id); pit != s.index.end()) {
-        forget_membership(s.peers[pit->second].conn, a.info_hash, a.peer_id);
+      // Only the socket the peer announced on may stop it: peer_ids travel in every offer,
+      // so anyone in the swarm knows them.
+      if (auto pit = s.index.find(a.peer_id); pit != s.index.end() && s.peers[pit->second].conn == conn) {
+        forget_membership(conn, a.info_hash, a.peer_id);
         remove_peer(s, a.info_hash, pit->second);
       }
       if (s.peers.empty()) {
@@ -132,8 +134,14 @@ void tracker::relay_offers(swarm& s, const binary_id& info_hash, std::uint32_t s
     const peer& to = s.peers[chosen[i]];
     auto& o = a.offers[i];
     offer_key key{offerer.peer_id, o.offer_id};
-    auto [it, inserted] = s.offers.insert_or_assign(key, pending_offer{to.peer_id, to.conn, expires});
-    if (inserted) ++offerer.pending_offers;
+    // An offer_id still pending is not relayed again: re-sending one would cost nothing
+    // against the per-peer budget yet grow the expiry queue with every message.
+    auto [it, inserted] = s.offers.try_emplace(key, pending_offer{to.peer_id, to.conn, expires});
+    if (!inserted) {
+      ++counters_.offers_unrelayed;
+      continue;
+    }
+    ++offerer.pending_offers;
     s.offer_expiry.emplace_back(expires, key);
     out.push_back({to.conn, wt::offer_relay{info_hash, offerer.peer_id, o.offer_id, std::move(o.sdp)}});
     ++counters_.offers_relayed;

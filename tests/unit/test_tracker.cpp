@@ -554,6 +554,18 @@ TEST_CASE("stopped removes the peer and responds with the counts after removal")
   check_counts(response_of(h.announce(2, ih, peer(2)), 2), 0, 1);
 }
 
+TEST_CASE("stopped from another connection leaves the peer in place") {
+  harness h;
+  const auto ih = info_hash(1);
+  h.announce(1, ih, peer(1), wt::announce_event::started);
+  h.announce(2, ih, peer(2), wt::announce_event::started);
+  // Connection 2 knows peer 1's id (it travels in offers) but does not own it.
+  check_counts(response_of(h.announce(2, ih, peer(1), wt::announce_event::stopped), 2), 0, 2);
+  CHECK(h.t.totals().leechers == 2);
+  check_counts(response_of(h.announce(1, ih, peer(1), wt::announce_event::stopped), 1), 0, 1);
+  CHECK(h.t.check_invariants().empty());
+}
+
 TEST_CASE("stopped with offers relays nothing") {
   harness h;
   const auto ih = info_hash(1);

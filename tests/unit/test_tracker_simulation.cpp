@@ -171,7 +171,8 @@ class simulation {
     auto it = peers_.find(key);
 
     if (event == wt::announce_event::stopped) {
-      if (it != peers_.end()) peers_.erase(it);
+      // Only the owning connection may stop a peer; from anywhere else it is a no-op.
+      if (it != peers_.end() && it->second.conn == conn) peers_.erase(it);
       forget_empty_swarms();
       REQUIRE(out.size() == 1);
       expect_response(out[0], conn, ih);
