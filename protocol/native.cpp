@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include "protocol/json_limits.hpp"
+#include "protocol/json_writer.hpp"
 #include "protocol/swarm_url.hpp"
 
 namespace swarmcoord::protocol::native {
@@ -129,13 +130,7 @@ report decode_report(const json& obj) {
 }
 
 // ---- encoding ----
-void append_string(std::string& out, std::string_view s) { out += json(s).dump(-1, ' ', false, json::error_handler_t::replace); }
-
-void append_uint(std::string& out, std::uint64_t v) {
-  char buf[24];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, end);
-}
+void append_string(std::string& out, std::string_view s) { append_json_string(out, s); }
 
 struct encoder {
   std::string out;
@@ -249,12 +244,7 @@ client_message decode_client_message(std::string_view text, const decode_limits&
     f.e.ref = name;
     return std::move(f.e);
   }
-  std::string shown = name;
-  if (shown.size() > 32) {
-    std::size_t cut = 32;
-    while (cut > 0 && (static_cast<unsigned char>(shown[cut]) & 0xC0) == 0x80) --cut;  // not inside a character
-    shown = shown.substr(0, cut) + "…";
-  }
+  const std::string shown = shorten_utf8(name, 32);
   return error{error_code::unknown_type, "unknown message type \"" + shown + "\"", shown};
 }
 

@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include "protocol/json_limits.hpp"
+#include "protocol/json_writer.hpp"
 
 namespace swarmcoord::protocol::webtorrent {
 namespace {
@@ -155,15 +156,7 @@ void append_string(std::string& out, std::string_view utf8) {
 
 void append_id(std::string& out, const binary_id& id) { append_string(out, encode_binary_id(id)); }
 
-void append_json(std::string& out, const json& v) {
-  out += v.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-void append_uint(std::string& out, std::uint64_t v) {
-  char buf[24];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, end);
-}
+void append_json(std::string& out, const json& v) { append_json_value(out, v); }
 
 struct encoder {
   std::string out;
@@ -231,7 +224,7 @@ struct encoder {
     }
     out.append(R"("failure reason":)");
     // The message may quote the request (a parser error, the action): never echo invalid UTF-8.
-    append_json(out, json(e.message));
+    append_json_string(out, e.message);
     out.push_back('}');
   }
 };
@@ -269,11 +262,7 @@ client_message decode_client_message(std::string_view text) {
   std::string shown = action == obj.end() ? "undefined"
                       : action->is_string() ? action->get<std::string>()
                                             : action->dump(-1, ' ', false, json::error_handler_t::replace);
-  if (shown.size() > 64) {
-    std::size_t cut = 64;
-    while (cut > 0 && (static_cast<unsigned char>(shown[cut]) & 0xC0) == 0x80) --cut;  // not inside a character
-    shown = shown.substr(0, cut) + "…";
-  }
+  shown = shorten_utf8(shown, 64);
   return error(error_reason::invalid_action, "invalid action in WS request: " + shown, {}, "");
 }
 

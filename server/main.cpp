@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -34,19 +35,11 @@ constexpr const char* version = SWARMCOORD_VERSION;
 class json_message_flag final : public spdlog::custom_flag_formatter {
  public:
   void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
-    static constexpr char hex[] = "0123456789abcdef";
-    for (char ch : msg.payload) {
-      auto c = static_cast<unsigned char>(ch);
-      if (c == '"' || c == '\\') {
-        dest.push_back('\\');
-        dest.push_back(ch);
-      } else if (c < 0x20) {
-        const char esc[] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xF]};
-        dest.append(esc, esc + 6);
-      } else {
-        dest.push_back(ch);
-      }
-    }
+    // Messages may quote client input: nlohmann escapes it and replaces invalid UTF-8, so
+    // every line stays valid JSON. The quotes around the dumped string are the pattern's.
+    const std::string quoted = nlohmann::json(std::string_view(msg.payload.data(), msg.payload.size()))
+                                   .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    dest.append(quoted.data() + 1, quoted.data() + quoted.size() - 1);
   }
   std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<json_message_flag>(); }
 };

@@ -53,37 +53,6 @@ swarm::ip_address to_domain(const asio::ip::address& a) {
   return ip;
 }
 
-// A text frame must be valid UTF-8 or the client fails the connection (RFC 6455 8.1), yet
-// error messages quote client input: the parser's "last read: '…'" can stop inside a
-// multi-byte character or quote raw bytes of a binary frame, and a long action is cut at a
-// byte count. Every invalid sequence becomes U+FFFD.
-std::string valid_utf8(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    const std::size_t n = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
-                        : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
-    bool ok = n > 0 && i + n <= s.size();
-    for (std::size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
-    if (ok && n > 2) {
-      const auto c1 = static_cast<unsigned char>(s[i + 1]);
-      // No overlong forms, no surrogates, nothing above U+10FFFF.
-      if ((c == 0xE0 && c1 < 0xA0) || (c == 0xED && c1 >= 0xA0) || (c == 0xF0 && c1 < 0x90) ||
-          (c == 0xF4 && c1 >= 0x90))
-        ok = false;
-    }
-    if (ok) {
-      out.append(s.substr(i, n));
-      i += n;
-    } else {
-      out.append("\xEF\xBF\xBD");
-      ++i;
-    }
-  }
-  return out;
-}
-
 void close_stream(plain_stream& s) {
   boost::system::error_code ec;
   s.socket().shutdown(tcp::socket::shutdown_send, ec);
@@ -354,8 +323,9 @@ class ws_session final : public connection, public std::enable_shared_from_this<
   void on_protocol_error(wt::request_error&& e) {
     auto& c = w_.counters();
     ++c.errors[wt_index][static_cast<std::size_t>(e.reason)];
-    e.message = valid_utf8(e.message);
-    spdlog::debug("conn {} {}: protocol error {}: {}", id_, client_.to_string(), wt::to_string(e.reason), e.message);
+    // The encoder keeps the reply valid UTF-8 even when the message quotes hostile bytes.
+    if (spdlog::should_log(spdlog::level::debug))
+      spdlog::debug("conn {} {}: protocol error {}: {}", id_, client_.to_string(), wt::to_string(e.reason), e.message);
     wt::server_message m = std::move(e);
     send(outbound{std::make_shared<const std::string>(wt::encode(m)), static_cast<std::uint8_t>(m.index())});
     if (++errors_in_row_ >= rt_.cfg().server.max_protocol_errors) {
