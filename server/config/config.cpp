@@ -66,6 +66,10 @@ const std::vector<key_spec>& schema() {
       {"server", "max_write_queue_bytes", kind::integer, "1048576",
        "Bytes queued for one slow client at most; over it the client is disconnected.",
        65536, gib},
+      {"server", "max_messages_per_second", kind::integer, "200",
+       "Messages one connection may send per second (bursts of as many allowed); beyond it the\n"
+       "server stops reading from it for a while (TCP backpressure), so that one client can't\n"
+       "monopolise a worker. Real clients send a few a minute.", 1, 1'000'000},
       {"server", "max_protocol_errors", kind::integer, "50",
        "Invalid messages in a row tolerated from one connection before it is closed (1008).",
        1, 1'000'000},
@@ -407,6 +411,7 @@ config load(const sources& from) {
   c.server.drain_seconds = static_cast<unsigned>(i("server", "drain_seconds"));
   c.server.max_write_queue_bytes = static_cast<std::size_t>(i("server", "max_write_queue_bytes"));
   c.server.max_protocol_errors = static_cast<unsigned>(i("server", "max_protocol_errors"));
+  c.server.max_messages_per_second = static_cast<unsigned>(i("server", "max_messages_per_second"));
   if (const auto* list = t["server"]["trusted_proxies"].as_array())
     for (const auto& e : *list) c.server.trusted_proxies.push_back(*swarm::cidr::parse(*e.value<std::string>()));
   c.admin.listen = to_listen(str("admin", "listen"));

@@ -42,6 +42,7 @@ struct config {
     unsigned drain_seconds = 0;
     std::size_t max_write_queue_bytes = 0;
     unsigned max_protocol_errors = 0;
+    unsigned max_messages_per_second = 0;
     std::vector<swarm::cidr> trusted_proxies;
   } server;
   struct {

@@ -21,6 +21,7 @@ counters& counters::operator+=(const counters& o) {
   connections_rejected += o.connections_rejected;
   slow_consumers_closed += o.slow_consumers_closed;
   deliveries_dropped += o.deliveries_dropped;
+  reads_throttled += o.reads_throttled;
   for (std::size_t p = 0; p < protocol_count; ++p) {
     add(received[p], o.received[p]);
     add(sent[p], o.sent[p]);
@@ -77,6 +78,7 @@ struct exporter::handles {
   Counter* rejected;
   Counter* slow_consumers;
   Counter* deliveries_dropped;
+  Counter* reads_throttled;
   Counter* offers_relayed;
   Counter* offers_unrelayed;
   Counter* answers_relayed;
@@ -134,6 +136,8 @@ exporter::exporter(std::string_view version, std::array<protocol_labels, protoco
                                 "Connections closed because their write queue overflowed.").Add({});
   h_->deliveries_dropped = &counter("swarmcoord_deliveries_dropped_total",
                                     "Messages for connections that had closed meanwhile.").Add({});
+  h_->reads_throttled = &counter("swarmcoord_reads_throttled_total",
+                                 "Pauses in reading from a connection over server.max_messages_per_second.").Add({});
   h_->offers_relayed = &counter("swarmcoord_offers_relayed_total", "WebRTC offers relayed to peers.").Add({});
   h_->offers_unrelayed = &counter("swarmcoord_offers_unrelayed_total",
                                   "Offers not relayed: too few peers, over the cap, or malformed.").Add({});
@@ -185,6 +189,7 @@ std::string exporter::render(const counters& t) {
   raise_to(*h_->rejected, t.connections_rejected);
   raise_to(*h_->slow_consumers, t.slow_consumers_closed);
   raise_to(*h_->deliveries_dropped, t.deliveries_dropped);
+  raise_to(*h_->reads_throttled, t.reads_throttled);
   raise_to(*h_->offers_relayed, t.offers_relayed);
   raise_to(*h_->offers_unrelayed, t.offers_unrelayed);
   raise_to(*h_->answers_relayed, t.answers_relayed);

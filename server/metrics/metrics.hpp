@@ -36,6 +36,7 @@ struct counters {
   std::uint64_t connections_rejected = 0;      // over server.max_connections
   std::uint64_t slow_consumers_closed = 0;     // write queue over its bound
   std::uint64_t deliveries_dropped = 0;        // message for a connection already gone
+  std::uint64_t reads_throttled = 0;           // pauses over server.max_messages_per_second
   std::array<per_label, protocol_count> received{};
   std::array<per_label, protocol_count> sent{};
   std::array<per_label, protocol_count> errors{};

@@ -75,6 +75,8 @@ class ws_session final : public connection, public std::enable_shared_from_this<
     id_ = w_.register_connection(this);
     registered_ = true;
     last_shard_ = w_.index();
+    tokens_ = rt_.cfg().server.max_messages_per_second;
+    refilled_ = std::chrono::steady_clock::now();
     auto& c = w_.counters();
     ++c.connections[static_cast<std::size_t>(kind_)];
     ++c.connections_accepted;
@@ -149,7 +151,32 @@ class ws_session final : public connection, public std::enable_shared_from_this<
     else on_message(std::string_view(data, buffer_.size()));
     buffer_.consume(buffer_.size());
     if (buffer_.capacity() > read_buffer_keep) buffer_.shrink_to_fit();
-    if (!closing_) do_read();
+    if (closing_) return;
+    if (const auto wait = take_token(); wait.count() > 0) return pause_reading(wait);
+    do_read();
+  }
+
+  // Token bucket of server.max_messages_per_second, as deep as one second of it. Returns how
+  // long to wait before the next read (zero: go on).
+  std::chrono::nanoseconds take_token() {
+    const double rate = rt_.cfg().server.max_messages_per_second;
+    const auto now = std::chrono::steady_clock::now();
+    tokens_ = std::min(rate, tokens_ + rate * std::chrono::duration<double>(now - refilled_).count());
+    refilled_ = now;
+    tokens_ -= 1;
+    if (tokens_ >= 0) return {};
+    return std::chrono::nanoseconds(static_cast<std::int64_t>(-tokens_ / rate * 1e9));
+  }
+
+  // Stops reading for a while: the client's further messages wait in its TCP send buffer,
+  // which slows it down without costing anyone else (or us) anything.
+  void pause_reading(std::chrono::nanoseconds wait) {
+    ++w_.counters().reads_throttled;
+    if (!throttle_) throttle_ = std::make_unique<asio::steady_timer>(w_.io());
+    throttle_->expires_after(wait);
+    throttle_->async_wait([self = this->shared_from_this()](beast::error_code ec) {
+      if (!ec && !self->closing_) self->do_read();
+    });
   }
 
   void on_message(std::string_view text) {
@@ -408,6 +435,9 @@ class ws_session final : public connection, public std::enable_shared_from_this<
   std::deque<outbound> queue_;
   std::size_t queued_bytes_ = 0;
   unsigned errors_in_row_ = 0;
+  double tokens_ = 0;  // set to a full bucket in run()
+  std::chrono::steady_clock::time_point refilled_;
+  std::unique_ptr<asio::steady_timer> throttle_;  // only for connections that hit the limit
   std::uint64_t shards_used_ = 0;  // bit i: this connection sent work to worker i's shard
   unsigned last_shard_ = 0;        // the shard of the last message routed (set in run())
   // Native protocol state.

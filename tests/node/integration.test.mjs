@@ -622,6 +622,20 @@ describe('command line and config errors', () => {
     }
   });
 
+  it('refuses to share its public port with a second swarmcoord', async () => {
+    // The workers bind with SO_REUSEPORT; without a plain bind first, a second instance would
+    // quietly take half the connections and split every swarm.
+    const first = await Daemon.start();
+    try {
+      const port = first.public.split(':').pop();
+      const r = await runBinary(['--set', `server.listen=127.0.0.1:${port}`, '--set', 'admin.listen=127.0.0.1:0']);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /server\.listen: cannot listen on .*Address already in use/);
+    } finally {
+      await stopDaemon(first);
+    }
+  });
+
   it('exits non-zero with a clear line when the admin port is taken', async () => {
     const blocker = net.createServer();
     await new Promise((r) => blocker.listen(0, '127.0.0.1', r));
@@ -638,6 +652,25 @@ describe('command line and config errors', () => {
 
 // ------------------------------------------------------------------------------------------
 describe('limits', () => {
+  it('slows a flooding connection down instead of dropping it (server.max_messages_per_second)', async () => {
+    const d = await Daemon.start(['--set', 'server.max_messages_per_second=20']);
+    try {
+      const flooder = await connect(d);
+      const ih = wt.randomId();
+      const n = 60;
+      for (let i = 0; i < n; i++) await flooder.send({ action: 'scrape', info_hash: ih });
+      // Every message is still answered, in order, on the same connection...
+      for (let i = 0; i < n; i++) await flooder.next({ filter: is('scrape'), what: `scrape reply ${i}`, timeoutMs: 10000 });
+      assert.equal(flooder.ws.readyState, 1, 'still open');
+      // ...but reading paused for it, which the metric shows.
+      const m = await scrape(d);
+      assert.ok(m.get('swarmcoord_reads_throttled_total') >= 1, 'reads throttled');
+      await flooder.close();
+    } finally {
+      await stopDaemon(d);
+    }
+  });
+
   it('refuses upgrades over server.max_connections with 503 and counts them', async () => {
     const d = await Daemon.start(['--set', 'server.threads=2', '--set', 'server.max_connections=2']);
     try {
