@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "test_ids.hpp"
 #include "server/swarm/tracker.hpp"
 
 namespace {
@@ -19,13 +20,7 @@ using sw::binary_id;
 using sw::connection_id;
 using sw::ip_address;
 
-binary_id make_id(char kind, int n) {
-  char text[21];
-  std::snprintf(text, sizeof text, "%c-%018d", kind, n);
-  binary_id id;
-  for (std::size_t i = 0; i < binary_id::size; ++i) id.bytes[i] = static_cast<std::uint8_t>(text[i]);
-  return id;
-}
+using swarmcoord::test::make_id;
 binary_id info_hash(int n) { return make_id('I', n); }
 binary_id peer(int n) { return make_id('P', n); }
 binary_id offer_id(int n) { return make_id('O', n); }

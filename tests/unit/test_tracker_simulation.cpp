@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "test_ids.hpp"
 #include "server/swarm/tracker.hpp"
 
 namespace {
@@ -30,13 +31,7 @@ constexpr int connection_count = 20;
 constexpr int info_hash_count = 5;
 constexpr int peer_id_count = 30;
 
-binary_id make_id(char kind, int n) {
-  char text[21];
-  std::snprintf(text, sizeof text, "%c-%018d", kind, n);
-  binary_id id;
-  for (std::size_t i = 0; i < binary_id::size; ++i) id.bytes[i] = static_cast<std::uint8_t>(text[i]);
-  return id;
-}
+using swarmcoord::test::make_id;
 binary_id info_hash_of(int n) { return make_id('I', n); }
 binary_id peer_of(int n) { return make_id('P', n); }
 
