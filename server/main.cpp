@@ -2,6 +2,8 @@
 // signal handling together; everything else lives in the layers below.
 #include <csignal>
 #include <cstdio>
+#include <fstream>
+#include <optional>
 #include <iostream>
 #include <memory>
 #include <unistd.h>
@@ -19,6 +21,7 @@
 #include "protocol/native.hpp"
 #include "protocol/webtorrent.hpp"
 #include "server/config/config.hpp"
+#include "server/manifest/manifest.hpp"
 #include "server/metrics/metrics.hpp"
 #include "server/net/http_routes.hpp"
 #include "server/net/listener.hpp"
@@ -161,6 +164,16 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   app.add_flag("--print-config", print_config, "Print the effective configuration as TOML and exit");
   app.set_version_flag("--version", std::string("swarmcoord ") + version);
+
+  // swarmcoord manifest FILE --block-size N [--url URL]: the SHA-256 of every block, as JSON.
+  auto* manifest_cmd = app.add_subcommand("manifest", "Print the block manifest (SHA-256 per block) of a file as JSON");
+  std::string manifest_file;
+  std::uint32_t manifest_block_size = 65536;
+  std::optional<std::string> manifest_url;
+  manifest_cmd->add_option("file", manifest_file, "The resource, as the origin serves it")->required();
+  manifest_cmd->add_option("--block-size", manifest_block_size, "Block size in bytes (as in join.block_size)")
+      ->capture_default_str();
+  manifest_cmd->add_option("--url", manifest_url, "The resource URL, recorded in the manifest");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -170,6 +183,21 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     std::cerr << "swarmcoord: " << e.what() << " (see --help)\n";
     return 2;
+  }
+
+  if (*manifest_cmd) {
+    std::ifstream in(manifest_file, std::ios::binary);
+    if (!in) {
+      std::cerr << "swarmcoord: manifest: cannot read " << manifest_file << "\n";
+      return 2;
+    }
+    try {
+      std::cout << manifest::make(in, manifest_block_size, manifest_url) << "\n";
+      return 0;
+    } catch (const std::exception& e) {
+      std::cerr << "swarmcoord: manifest: " << manifest_file << ": " << e.what() << "\n";
+      return 2;
+    }
   }
 
   std::signal(SIGPIPE, SIG_IGN);
