@@ -104,8 +104,11 @@ const std::vector<key_spec>& schema() {
        "Candidates scored per planning step at most; bounds the cost of a join in a huge swarm.", 8, 4096},
       {"limits", "max_swarms_per_connection", kind::integer, "16",
        "Swarms one native connection may be a member of at once.", 1, 10000},
-      {"limits", "max_blocks", kind::integer, "65536",
-       "Blocks per resource at most (size / block_size); bitfields cost blocks/8 bytes per peer.", 1, 1 << 24},
+      {"limits", "max_blocks", kind::integer, "16384",
+       "Blocks per resource at most (size / block_size): 1 GiB in 64 KiB blocks. Each swarm keeps\n"
+       "4 bytes of availability per block, each member blocks/8 bytes of bitfield.", 1, 1 << 20},
+      {"limits", "max_swarms", kind::integer, "100000",
+       "Native swarms per worker at most; a join that would open one more is refused.", 1, 100'000'000},
       {"signal", "max_bytes", kind::integer, "16384",
        "Largest signal.data relayed (an SDP with full ICE fits in a few KiB).", 256, 1 << 20},
       {"ice", "stun_urls", kind::string_list, "[]",
@@ -427,6 +430,7 @@ config load(const sources& from) {
   c.mesh.replan_ms = static_cast<unsigned>(i("mesh", "replan_ms"));
   c.mesh.planner.max_candidates = static_cast<std::size_t>(i("mesh", "candidates"));
   c.mesh.planner.max_blocks = static_cast<std::uint32_t>(i("limits", "max_blocks"));
+  c.mesh.planner.max_swarms = static_cast<std::size_t>(i("limits", "max_swarms"));
   c.limits.max_swarms_per_connection = static_cast<std::size_t>(i("limits", "max_swarms_per_connection"));
   c.signal.max_bytes = static_cast<std::size_t>(i("signal", "max_bytes"));
   auto strings = [&](const char* sec, const char* k) {

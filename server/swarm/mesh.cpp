@@ -340,6 +340,8 @@ void mesh::on_join(const member_info& who, nv::join&& j, std::vector<mesh_outgoi
   if (it != swarms_.end() && (it->second.size != j.size || it->second.block_size != j.block_size))
     return fail(nv::error_code::swarm_mismatch, "this swarm has size " + std::to_string(it->second.size) +
                                                     " and block_size " + std::to_string(it->second.block_size));
+  if (it == swarms_.end() && swarms_.size() >= config_.max_swarms)
+    return fail(nv::error_code::too_many_swarms, "this server holds as many swarms as it may (limits.max_swarms)");
   protocol::bitfield have(blocks, j.have == nv::join::holding::all);
   if (j.have == nv::join::holding::some) {
     auto parsed = protocol::bitfield::from_bytes(j.bitfield_bytes, blocks);

@@ -47,7 +47,8 @@ struct mesh_config {
   double give_weight = 0.25;
   std::size_t max_candidates = 64;
   std::size_t exhaustive_below = 128;
-  std::uint32_t max_blocks = 65536;
+  std::uint32_t max_blocks = 16384;
+  std::size_t max_swarms = 100000;  // per shard: each swarm holds 4 bytes of counts per block
   std::size_t max_takebacks_per_plan = 4;
   std::size_t replan_per_call = 1024;  // dirty members re-planned per replan() call at most
 };

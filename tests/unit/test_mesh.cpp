@@ -346,6 +346,34 @@ TEST_CASE("mesh: locality tiers and subnet keys", "[mesh]") {
 
 // ------------------------------------------------------------------ joining
 
+TEST_CASE("mesh: a shard opens at most max_swarms swarms", "[mesh]") {
+  mesh_config config;
+  config.max_swarms = 2;
+  mesh m(config, 7);
+  std::vector<mesh_outgoing> out;
+  member_info who{1, 1, 8, {}};
+  auto join = [&](const std::string& url) {
+    out.clear();
+    nv::join j;
+    j.swarm = url;
+    j.size = 4096;
+    j.block_size = 1024;
+    m.on_join(who, std::move(j), out);
+    REQUIRE_FALSE(out.empty());
+    return out.front().message;
+  };
+  CHECK(std::holds_alternative<nv::joined>(join("https://a.example/1")));
+  CHECK(std::holds_alternative<nv::joined>(join("https://a.example/2")));
+  auto refused = join("https://a.example/3");
+  REQUIRE(std::holds_alternative<nv::error>(refused));
+  CHECK(std::get<nv::error>(refused).code == nv::error_code::too_many_swarms);
+  CHECK(out.front().refused_join == "https://a.example/3");  // the session's slot comes back
+  // Joining a swarm that exists is still fine.
+  CHECK(std::holds_alternative<nv::joined>(join("https://a.example/2")));
+  CHECK(m.totals().swarms == 2);
+  CHECK(m.check_invariants().empty());
+}
+
 TEST_CASE("mesh: the joiner gets joined, then neighbors", "[mesh]") {
   world w;
   for (nv::peer_id id = 1; id <= 4; ++id) w.add_peer(id, 8, far_away(static_cast<std::uint32_t>(id)));
@@ -1055,13 +1083,13 @@ TEST_CASE("mesh: join errors leave the state untouched", "[mesh]") {
       CHECK(w.m.availability(K2).size() == 100);
     }
   }
-  SECTION("too_many_blocks under the default limit of 65536") {
+  SECTION("too_many_blocks under the default limit of 16384") {
     world d;
     d.add_peer(1, 8, far_away(1));
     nv::join j;
     j.swarm = K1;
     j.block_size = 1024;
-    j.size = 65537ull * 1024;
+    j.size = 16385ull * 1024;
     d.join_raw(1, std::move(j));
     REQUIRE(d.errors_to(1).size() == 1);
     CHECK(d.errors_to(1)[0].code == nv::error_code::too_many_blocks);
@@ -1069,8 +1097,8 @@ TEST_CASE("mesh: join errors leave the state untouched", "[mesh]") {
     nv::join k;
     k.swarm = K1;
     k.block_size = 1024;
-    k.size = 65536ull * 1024;
-    d.pending_for_test(none_of(65536));
+    k.size = 16384ull * 1024;
+    d.pending_for_test(none_of(16384));
     d.join_raw(1, std::move(k));
     CHECK_FALSE(d.has_error());
   }
