@@ -68,11 +68,8 @@ void worker::route(std::vector<swarm::outgoing>& out) {
     // which counts the others.
     if (const auto* e = std::get_if<swarm::wt::request_error>(&o.message))
       ++counters_.errors[wt_index][static_cast<std::size_t>(e->reason)];
-    outbound m{std::make_shared<const std::string>(swarm::wt::encode(o.message)),
-               static_cast<std::uint8_t>(o.message.index())};
-    const unsigned owner = worker_of(o.to);
-    if (owner == index_) deliver(o.to, std::move(m));
-    else remote_batches_[owner].emplace_back(o.to, std::move(m));
+    dispatch(o.to, {std::make_shared<const std::string>(swarm::wt::encode(o.message)),
+                    static_cast<std::uint8_t>(o.message.index())});
   }
   out.clear();
   post_batches();
@@ -80,17 +77,19 @@ void worker::route(std::vector<swarm::outgoing>& out) {
 
 void worker::route(std::vector<swarm::mesh_outgoing>& out) {
   for (auto& o : out) {
-    if (const auto* e = std::get_if<swarm::nv::error>(&o.message)) {
+    if (const auto* e = std::get_if<swarm::nv::error>(&o.message))
       ++counters_.errors[native_index][static_cast<std::size_t>(e->code)];
-    }
-    outbound m{std::make_shared<const std::string>(swarm::nv::encode(o.message)),
-               static_cast<std::uint8_t>(o.message.index()), std::move(o.refused_join)};
-    const unsigned owner = worker_of(o.to);
-    if (owner == index_) deliver(o.to, std::move(m));
-    else remote_batches_[owner].emplace_back(o.to, std::move(m));
+    dispatch(o.to, {std::make_shared<const std::string>(swarm::nv::encode(o.message)),
+                    static_cast<std::uint8_t>(o.message.index()), std::move(o.refused_join)});
   }
   out.clear();
   post_batches();
+}
+
+void worker::dispatch(connection_id to, outbound&& m) {
+  const unsigned owner = worker_of(to);
+  if (owner == index_) deliver(to, std::move(m));
+  else remote_batches_[owner].emplace_back(to, std::move(m));
 }
 
 void worker::post_batches() {

@@ -71,6 +71,8 @@ class worker {
   void route(std::vector<swarm::mesh_outgoing>& out);
   void schedule_expiry();
   void schedule_replan();
+  // Delivers here at once, or queues for the owning worker's batch (sent by post_batches).
+  void dispatch(connection_id to, outbound&& m);
   void post_batches();
 
   runtime& runtime_;
