@@ -27,11 +27,16 @@ build: deps $(BUILD_DIR)/build.ninja
 build-all: deps $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR)
 
-# npm ci only when the lock file changed since the last install.
-node-deps: tests/node/node_modules/.installed
+# npm ci only when a lock file changed since the last install: the test suites' packages,
+# and the native peer's (clients/node: ws, @roamhq/wrtc).
+node-deps: tests/node/node_modules/.installed clients/node/node_modules/.installed
 
 tests/node/node_modules/.installed: tests/node/package.json tests/node/package-lock.json
 	cd tests/node && npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+clients/node/node_modules/.installed: clients/node/package.json clients/node/package-lock.json
+	cd clients/node && npm ci --ignore-scripts --no-audit --no-fund
 	touch $@
 
 image-test:
@@ -42,4 +47,4 @@ bench: build-all
 	bench/compare.sh
 
 clean:
-	rm -rf $(BUILD_DIR) tests/node/node_modules
+	rm -rf $(BUILD_DIR) tests/node/node_modules clients/node/node_modules
