@@ -126,6 +126,16 @@ report decode_report(const json& obj) {
   r.http_bytes = unsigned_field(obj, "http_bytes", 0, max_delta, "report");
   r.p2p_bytes = unsigned_field(obj, "p2p_bytes", 0, max_delta, "report");
   r.uploaded_bytes = unsigned_field(obj, "uploaded_bytes", 0, max_delta, "report");
+  if (const json* bad = field(obj, "bad_peers")) {
+    if (!bad->is_array() || bad->size() > max_bad_peers_per_report)
+      fail(error_code::invalid_field, "report.bad_peers must be an array of at most " + std::to_string(max_bad_peers_per_report) + " peer ids");
+    for (const auto& v : *bad) {
+      std::optional<peer_id> id;
+      if (v.is_string()) id = parse_peer_id(v.get_ref<const std::string&>());
+      if (!id) fail(error_code::invalid_field, "report.bad_peers holds something that is not a peer id");
+      r.bad_peers.push_back(*id);
+    }
+  }
   return r;
 }
 
@@ -276,9 +286,13 @@ std::string encode_signal(const signal& s) {
 }
 
 std::string encode_report(const report& r) {
-  return json{{"type", "report"}, {"swarm", r.swarm}, {"http_bytes", r.http_bytes}, {"p2p_bytes", r.p2p_bytes},
-              {"uploaded_bytes", r.uploaded_bytes}}
-      .dump();
+  json j{{"type", "report"}, {"swarm", r.swarm}, {"http_bytes", r.http_bytes}, {"p2p_bytes", r.p2p_bytes},
+         {"uploaded_bytes", r.uploaded_bytes}};
+  if (!r.bad_peers.empty()) {
+    auto& bad = j["bad_peers"] = json::array();
+    for (auto id : r.bad_peers) bad.push_back(format_peer_id(id));
+  }
+  return j.dump();
 }
 
 }  // namespace swarmcoord::protocol::native

@@ -66,7 +66,9 @@ struct report {
   std::uint64_t http_bytes = 0;
   std::uint64_t p2p_bytes = 0;
   std::uint64_t uploaded_bytes = 0;
+  std::vector<peer_id> bad_peers;  // neighbours that sent blocks failing the manifest
 };
+inline constexpr std::size_t max_bad_peers_per_report = 16;
 
 struct error {
   error_code code;

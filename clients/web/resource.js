@@ -254,6 +254,7 @@ export class Resource {
       while (state.queue.length && state.link.writable) {
         const block = state.queue.shift();
         const bytes = await this.store.read(block, this.blockOffset(block), this.blockLength(block));
+        await this.client.uploadLimiter?.take(bytes.length);
         for (const frame of chunksOf(block, bytes)) if (!state.link.send(frame)) return;
         this.stats.uploadedBytes += bytes.length;
       }

@@ -27,6 +27,9 @@ export const DEFAULTS = Object.freeze({
   httpRetries: 3,
   reportIntervalMs: 5000,
   native: false,
+  // Upload cap for the whole client, bytes per second (0: none) — for visitors on metered or
+  // slow uplinks.
+  uploadBytesPerSecond: 0,
 });
 
 export class SwarmClient {
@@ -47,6 +50,7 @@ export class SwarmClient {
       log: this.log,
     });
     this.resources = new Map();  // swarm key → Resource
+    this.uploadLimiter = this.options.uploadBytesPerSecond > 0 ? new RateLimiter(this.options.uploadBytesPerSecond) : null;
   }
 
   // Resolves to a standard Response holding the whole resource.
@@ -222,6 +226,28 @@ async function probeSize(fetchImpl, url) {
 function absoluteUrl(url) {
   const base = globalThis.location?.href;
   return base ? new URL(url, base).href : new URL(url).href;
+}
+
+// A token bucket holding at most one second's worth; take(n) resolves when n bytes may go.
+class RateLimiter {
+  constructor(bytesPerSecond) {
+    this.rate = bytesPerSecond;
+    this.tokens = bytesPerSecond;
+    this.last = Date.now();
+    this.tail = Promise.resolve();
+  }
+
+  take(n) {
+    // Callers queue behind each other, so a big block cannot starve small ones forever.
+    this.tail = this.tail.then(async () => {
+      const now = Date.now();
+      this.tokens = Math.min(this.rate, this.tokens + ((now - this.last) * this.rate) / 1000);
+      this.last = now;
+      this.tokens -= n;
+      if (this.tokens < 0) await new Promise((r) => setTimeout(r, (-this.tokens * 1000) / this.rate));
+    });
+    return this.tail;
+  }
 }
 
 class MemoryStore {

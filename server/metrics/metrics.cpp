@@ -41,6 +41,7 @@ counters& counters::operator+=(const counters& o) {
   plan_time_sum_s += o.plan_time_sum_s;
   add(neighbors_assigned, o.neighbors_assigned);
   links_taken_back += o.links_taken_back;
+  bad_peer_reports += o.bad_peer_reports;
   add(signals_relayed, o.signals_relayed);
   add(signal_failures, o.signal_failures);
   add(client_bytes, o.client_bytes);
@@ -91,6 +92,7 @@ struct exporter::handles {
   double plan_sum_seen = 0;
   std::array<Counter*, 5> neighbors_assigned;
   Counter* links_taken_back;
+  Counter* bad_peer_reports;
   std::array<Counter*, 4> signals_relayed;
   std::array<Counter*, 3> signal_failures;
   std::array<Counter*, 3> client_bytes;
@@ -158,6 +160,8 @@ exporter::exporter(std::string_view version, std::array<protocol_labels, protoco
   for (std::size_t i = 0; i < 5; ++i) h_->neighbors_assigned[i] = &assigned.Add({{"locality", tiers[i]}});
   h_->links_taken_back = &counter("swarmcoord_mesh_links_taken_back_total",
                                   "Links of a full holder given to a peer that had no useful neighbour.").Add({});
+  h_->bad_peer_reports = &counter("swarmcoord_bad_peer_reports_total",
+                                  "Neighbours reported by native clients for blocks that failed the manifest.").Add({});
   auto& relayed = counter("swarmcoord_signals_relayed_total", "Native signaling messages relayed, by kind.");
   const char* kinds[] = {"offer", "answer", "candidate", "other"};
   for (std::size_t i = 0; i < 4; ++i) h_->signals_relayed[i] = &relayed.Add({{"kind", kinds[i]}});
@@ -213,6 +217,7 @@ std::string exporter::render(const counters& t) {
   }
   for (std::size_t i = 0; i < 5; ++i) raise_to(*h_->neighbors_assigned[i], t.neighbors_assigned[i]);
   raise_to(*h_->links_taken_back, t.links_taken_back);
+  raise_to(*h_->bad_peer_reports, t.bad_peer_reports);
   for (std::size_t i = 0; i < 4; ++i) raise_to(*h_->signals_relayed[i], t.signals_relayed[i]);
   for (std::size_t i = 0; i < 3; ++i) raise_to(*h_->signal_failures[i], t.signal_failures[i]);
   for (std::size_t i = 0; i < 3; ++i) raise_to(*h_->client_bytes[i], t.client_bytes[i]);

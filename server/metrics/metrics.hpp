@@ -56,6 +56,7 @@ struct counters {
   double plan_time_sum_s = 0;
   std::array<std::uint64_t, 5> neighbors_assigned{};  // site, subnet, asn, country, remote
   std::uint64_t links_taken_back = 0;
+  std::uint64_t bad_peer_reports = 0;
   std::array<std::uint64_t, 4> signals_relayed{};     // offer, answer, candidate, other
   std::array<std::uint64_t, 3> signal_failures{};     // not_joined, peer_not_found, too_big
   std::array<std::uint64_t, 3> client_bytes{};        // http, p2p, uploaded

@@ -250,7 +250,14 @@ class ws_session final : public connection, public std::enable_shared_from_this<
                    },
                    [&](nv::have& h) { to_mesh(std::move(h)); },
                    [&](nv::signal& sig) { to_mesh(std::move(sig)); },
-                   [&](nv::report& r) { to_mesh(std::move(r)); },
+                   [&](nv::report& r) {
+                     // Worth a line: a peer serving corrupt blocks is an attack or a broken cache.
+                     for (auto bad : r.bad_peers)
+                       spdlog::warn("conn {} {}: peer {} reports peer {} for blocks failing the manifest of {}", id_,
+                                    client_.to_string(), nv::format_peer_id(peer_id_.value_or(0)), nv::format_peer_id(bad),
+                                    r.swarm);
+                     to_mesh(std::move(r));
+                   },
                    [&](auto&) {},
                },
                msg);

@@ -175,6 +175,7 @@ metrics::counters worker::snapshot() const {
   c.mesh_plans = m.plans;
   for (std::size_t i = 0; i < c.neighbors_assigned.size(); ++i) c.neighbors_assigned[i] = m.neighbors_assigned[i];
   c.links_taken_back = m.links_taken_back;
+  c.bad_peer_reports = m.bad_peer_reports;
   for (std::size_t i = 0; i < c.signals_relayed.size(); ++i) c.signals_relayed[i] = m.signals_relayed[i];
   c.signal_failures[0] += m.signal_failures_not_joined;  // += : the session counts some too
   c.signal_failures[1] += m.signal_failures_peer_not_found;

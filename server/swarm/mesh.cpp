@@ -118,6 +118,11 @@ bool mesh::linked(const swarm_state& s, std::uint32_t a, std::uint32_t b) const 
   return std::any_of(links.begin(), links.end(), [&](const link& l) { return l.slot == b; });
 }
 
+bool mesh::distrust(const member& a, const member& b) {
+  auto has = [](const std::vector<nv::peer_id>& ids, nv::peer_id id) { return std::find(ids.begin(), ids.end(), id) != ids.end(); };
+  return has(a.distrusted, b.info.id) || has(b.distrusted, a.info.id);
+}
+
 void mesh::connect(swarm_state& s, std::uint32_t initiator, std::uint32_t other, change_set& changes) {
   member& a = s.slots[initiator];
   member& b = s.slots[other];
@@ -172,6 +177,7 @@ void mesh::gather_candidates(swarm_state& s, std::uint32_t slot, std::vector<std
   auto consider = [&](std::uint32_t q) {
     if (s.slots[q].epoch == s.epoch) return false;
     s.slots[q].epoch = s.epoch;
+    if (distrust(p, s.slots[q])) return false;
     out.push_back(q);
     return true;
   };
@@ -362,13 +368,16 @@ void mesh::on_join(const member_info& who, nv::join&& j, std::vector<mesh_outgoi
   swarm_state& s = it->second;
   change_set changes;
   std::vector<nv::peer_id> dropped;  // a re-joiner's old links, which it must hear are gone
+  std::vector<nv::peer_id> distrusted;  // and whom it reported: that outlives a re-join
   if (auto existing = s.by_id.find(who.id); existing != s.by_id.end()) {
     for (const auto& l : s.slots[existing->second].links) dropped.push_back(s.slots[l.slot].info.id);
+    distrusted = std::move(s.slots[existing->second].distrusted);
     remove_member(s, existing->second, changes);  // a re-join replaces the old bitfield
   } else {
     peer_swarms_[who.id].push_back(s.key);
   }
   const std::uint32_t slot = add_member(s, who, std::move(have));
+  s.slots[slot].distrusted = std::move(distrusted);
   changes.by_slot[slot].remove = std::move(dropped);  // applied before any add, per the spec
   out.push_back({who.conn, nv::joined{s.key, blocks, static_cast<std::uint32_t>(s.all.size() - 1)}});
   changes.by_slot.try_emplace(slot);  // the joiner always hears about its neighbours
@@ -444,6 +453,23 @@ void mesh::on_report(const member_info& who, const nv::report& r, std::vector<me
   add(counters_.http_bytes, r.http_bytes);
   add(counters_.p2p_bytes, r.p2p_bytes);
   add(counters_.uploaded_bytes, r.uploaded_bytes);
+
+  // Corrupt blocks: unlink the pair for good; the reporter is refilled with someone else.
+  if (r.bad_peers.empty()) return;
+  change_set changes;
+  for (auto bad : r.bad_peers) {
+    ++counters_.bad_peer_reports;
+    auto it = s->by_id.find(bad);
+    if (it == s->by_id.end() || it->second == slot) continue;
+    auto& distrusted = s->slots[slot].distrusted;
+    if (std::find(distrusted.begin(), distrusted.end(), bad) == distrusted.end()) {
+      if (distrusted.size() >= max_distrusted) distrusted.erase(distrusted.begin());
+      distrusted.push_back(bad);
+    }
+    if (linked(*s, slot, it->second)) disconnect(*s, slot, it->second, changes);
+  }
+  plan(*s, slot, changes);
+  flush(*s, changes, out);
 }
 
 void mesh::on_peer_gone(nv::peer_id id, std::vector<mesh_outgoing>& out) {
@@ -582,6 +608,7 @@ std::string mesh::check_invariants() const {
         if (l.slot == slot) return "self link";
         const member& q = s.slots[l.slot];
         if (!q.alive) return "link to a dead member";
+        if (distrust(m, q)) return "link between a member and a peer it reported";
         int back = 0;
         for (const auto& ql : q.links)
           if (ql.slot == slot) {

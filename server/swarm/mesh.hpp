@@ -73,6 +73,7 @@ struct mesh_counters {
   std::uint64_t http_bytes = 0;
   std::uint64_t p2p_bytes = 0;
   std::uint64_t uploaded_bytes = 0;
+  std::uint64_t bad_peer_reports = 0;
 };
 
 struct mesh_outgoing {
@@ -136,6 +137,9 @@ class mesh {
     std::array<std::uint32_t, set_kinds> pos{};
     std::uint32_t epoch = 0;  // candidate de-duplication mark
     bool dirty = false;
+    // Peers this member reported for blocks that failed its manifest: never linked to it
+    // again (either way round). Bounded; the oldest is forgotten first.
+    std::vector<nv::peer_id> distrusted;
   };
   using bucket_map = std::unordered_map<std::uint64_t, std::vector<std::uint32_t>>;
   struct swarm_state {
@@ -168,6 +172,8 @@ class mesh {
   void connect(swarm_state& s, std::uint32_t initiator, std::uint32_t other, change_set& changes);
   void disconnect(swarm_state& s, std::uint32_t a, std::uint32_t b, change_set& changes);
   bool linked(const swarm_state& s, std::uint32_t a, std::uint32_t b) const;
+  static bool distrust(const member& a, const member& b);
+  static constexpr std::size_t max_distrusted = 16;
   double usefulness(const member& p, const member& q) const;
   std::size_t useful_neighbors(const swarm_state& s, std::uint32_t slot) const;
   void plan(swarm_state& s, std::uint32_t slot, change_set& changes);

@@ -140,6 +140,12 @@ class world {
     settle();
   }
 
+  void report(nv::peer_id id, const nv::report& r) {
+    out.clear();
+    m.on_report(peers.at(id), r, out);
+    settle();
+  }
+
   void have_blocks(nv::peer_id id, std::vector<std::uint32_t> blocks, const std::string& key = K1) {
     out.clear();
     m.on_have(peers.at(id), nv::have{key, blocks}, out);
@@ -683,6 +689,41 @@ TEST_CASE("mesh: a needy peer takes a seed's link from a peer that has two", "[m
       CHECK(w.givers(id) == 1);
     }
   }
+}
+
+TEST_CASE("mesh: a peer reported for corrupt blocks is unlinked from the reporter for good", "[mesh]") {
+  world w;
+  w.add_peer(1, 8, far_away(1));  // the poisoned seed
+  w.add_peer(2, 8, far_away(2));  // an honest seed
+  w.join_seed(1);
+  w.join_seed(2);
+  w.add_peer(10, 8, far_away(10));
+  w.join_empty(10);
+  REQUIRE(w.linked(10, 1));
+  REQUIRE(w.linked(10, 2));
+  nv::report r{K1, 0, 0, 0};
+  r.bad_peers = {1, 10, 999};  // itself and a stranger are ignored
+  w.report(10, r);
+  CHECK(w.m.counters().bad_peer_reports == 3);
+  CHECK_FALSE(w.linked(10, 1));
+  CHECK(w.linked(10, 2));
+  // Both ends were told.
+  bool told_reporter = false, told_reported = false;
+  for (const auto& o : w.out)
+    if (auto* n = std::get_if<nv::neighbors>(&o.message)) {
+      told_reporter = told_reporter || (o.to == world::conn_of(10) && n->remove == std::vector<nv::peer_id>{1});
+      told_reported = told_reported || (o.to == world::conn_of(1) && n->remove == std::vector<nv::peer_id>{10});
+    }
+  CHECK(told_reporter);
+  CHECK(told_reported);
+  // Neither a re-plan of the reporter nor one of the reported peer links them again.
+  w.join_empty(10);
+  w.drain();
+  CHECK_FALSE(w.linked(10, 1));
+  w.join_seed(1);
+  w.drain();
+  CHECK_FALSE(w.linked(10, 1));
+  CHECK(w.m.check_invariants().empty());
 }
 
 TEST_CASE("mesh: 4 seeds x 3 slots and 8 empty peers: every empty peer ends up with a holder", "[mesh]") {

@@ -315,8 +315,13 @@ class simulation {
     if (ms.empty()) return;
     const auto k = ms[pick(ms.size())];
     const auto before = m_.counters().http_bytes;
-    m_.on_report(live_.at(k.second).info, nv::report{swarms[k.first].key, 100, 0, 0}, out_);
-    REQUIRE(out_.empty());
+    nv::report r{swarms[k.first].key, 100, 0, 0};
+    // Now and then a member reports another one (or a stranger) for corrupt blocks: the pair
+    // is unlinked for good, which the invariant checks and the client model must agree with.
+    const bool blame = pick(8) == 0;
+    if (blame) r.bad_peers.push_back(ms[pick(ms.size())].second);
+    m_.on_report(live_.at(k.second).info, r, out_);
+    if (!blame) REQUIRE(out_.empty());
     CHECK(m_.counters().http_bytes == before + 100);
   }
 

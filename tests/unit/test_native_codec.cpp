@@ -295,6 +295,22 @@ TEST_CASE("native decode: report", "[native]") {
   }
 }
 
+TEST_CASE("native decode: report.bad_peers", "[native]") {
+  auto r = expect<nv::report>(decode(
+      R"({"type":"report","swarm":"https://cdn.example/v.mp4","http_bytes":0,"p2p_bytes":0,"uploaded_bytes":0,"bad_peers":["00000000000000ff","0123456789abcdef"]})"));
+  REQUIRE(r.bad_peers.size() == 2);
+  CHECK(r.bad_peers[0] == 0xff);
+  CHECK(r.bad_peers[1] == 0x0123456789abcdefull);
+  CHECK(expect<nv::report>(decode(nv::encode_report(r))).bad_peers == r.bad_peers);
+  json too_many = json::array();
+  for (int i = 0; i <= static_cast<int>(nv::max_bad_peers_per_report); ++i) too_many.push_back("00000000000000ff");
+  for (json bad : {json("00000000000000ff"), json::array({1}), json::array({"xyz"}), json::array({"00000000000000FF0"}), too_many}) {
+    json m = {{"type", "report"}, {"swarm", key}, {"http_bytes", 1}, {"p2p_bytes", 2}, {"uploaded_bytes", 3}, {"bad_peers", bad}};
+    INFO(bad.dump());
+    expect_error(decode(m), nv::error_code::invalid_field, "report");
+  }
+}
+
 TEST_CASE("native decode: frame-level errors", "[native]") {
   for (const char* bad : {"", "{", "not json", "{\"type\":\"hello\"", "{'type':'hello'}", "{\"type\":\"hello\"}}",
                           "\xff\xfe", "{\"type\":\"hel\xc3\x28lo\"}"}) {
