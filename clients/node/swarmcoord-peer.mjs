@@ -5,6 +5,7 @@
 //   swarmcoord-peer seed FILE --url URL --coordinator ws://HOST:PORT/v1/ws [--manifest PATH|URL]
 //   swarmcoord-peer fetch URL --coordinator ws://HOST:PORT/v1/ws [--manifest PATH|URL] [--out FILE]
 //
+// Exit status: 0 done, 1 the transfer failed, 2 bad usage.
 // `seed` serves FILE as the resource URL (an office cache box, say) until SIGINT/SIGTERM.
 // `fetch` downloads URL through the swarm, writes it to --out, prints its statistics as JSON.
 import { open, readFile, writeFile } from 'node:fs/promises';
@@ -22,9 +23,10 @@ options:
   --block-size    block size when there is no manifest (default 65536)
   --verbose       log every neighbour event`;
 
-function fail(message) {
+// Exit codes: 2 for bad usage (arguments, files), 1 when the transfer itself fails.
+function fail(message, code = 2) {
   console.error(`swarmcoord-peer: ${message}`);
-  process.exit(2);
+  process.exit(code);
 }
 
 let args;
@@ -98,7 +100,7 @@ if (command === 'seed') {
     // One line on stdout when serving, for scripts and tests to wait on.
     console.log(JSON.stringify({ event: 'seeding', url: opt.url, swarm: seeded.key, size, peer_id: welcome.peer_id }));
   } catch (e) {
-    fail(e.message);
+    fail(e.message, 1);
   }
   setInterval(() => log('info', `stats ${JSON.stringify(client.stats(opt.url))}`), 10000).unref();
 } else {
@@ -110,7 +112,7 @@ if (command === 'seed') {
     console.log(JSON.stringify({ event: 'fetched', url: target, bytes: bytes.length, ms: Date.now() - started, ...client.stats(target) }));
   } catch (e) {
     client.close();
-    fail(e.message);
+    fail(e.message, 1);
   }
   client.close();
   process.exit(0);

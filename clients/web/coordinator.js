@@ -131,11 +131,13 @@ export class Coordinator {
 // fragment dropped, an empty path made `/`, path and query kept byte for byte. Returns null
 // for what the coordinator would refuse.
 export function swarmKey(url) {
-  if (typeof url !== 'string' || url.length === 0 || url.length > 2048 || /[\x00-\x20\x7f]/.test(url)) return null;
+  // The limit is in UTF-8 bytes, and only ASCII letters are lower-cased, as on the server.
+  if (typeof url !== 'string' || url.length === 0 || /[\x00-\x20\x7f]/.test(url)) return null;
+  if (new TextEncoder().encode(url).length > 2048) return null;
   url = url.split('#')[0];
   const sep = url.indexOf('://');
   if (sep < 0) return null;
-  const scheme = url.slice(0, sep).toLowerCase();
+  const scheme = asciiLower(url.slice(0, sep));
   if (scheme !== 'http' && scheme !== 'https') return null;
   const rest = url.slice(sep + 3);
   const pathStart = rest.search(/[/?]/);
@@ -162,5 +164,7 @@ export function swarmKey(url) {
   port = port.replace(/^0+(?=\d)/, '');
   if (port !== '' && Number(port) > 65535) return null;
   if ((scheme === 'http' && port === '80') || (scheme === 'https' && port === '443')) port = '';
-  return `${scheme}://${host.toLowerCase()}${port ? ':' + port : ''}${path === '' || path[0] === '?' ? '/' : ''}${path}`;
+  return `${scheme}://${asciiLower(host)}${port ? ':' + port : ''}${path === '' || path[0] === '?' ? '/' : ''}${path}`;
 }
+
+function asciiLower(s) { return s.replace(/[A-Z]+/g, (m) => m.toLowerCase()); }

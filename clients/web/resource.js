@@ -30,6 +30,7 @@ export class Resource {
     this.banned = new Set();          // neighbours that sent a corrupt block
     this.pendingBadPeers = [];
     this.httpInFlight = 0;
+    this.rangeConfirmed = false;      // the origin answered a Range request with a 206
     this.httpAttempts = new Map();    // block → failed origin attempts
     this.httpAllowedAt = Date.now() + this.options.p2pWaitMs;
     this.httpTimer = setTimeout(() => this.pump(), this.options.p2pWaitMs + 1);
@@ -129,7 +130,13 @@ export class Resource {
   // --- neighbours ---------------------------------------------------------------------------
 
   addLink(peerId, initiator) {
-    const state = { peerId, bitfield: null, inFlight: new Map(), queue: [], serving: false, link: null };
+    const state = {
+      peerId, bitfield: null, inFlight: new Map(), link: null,
+      // Blocks we cancelled whose chunks may still be on their way: drained, not an error.
+      cancelled: new Set(),
+      // Serving side: requests queued by the neighbour, and the one being read/sent now.
+      queue: [], serving: false, current: -1, currentCancelled: false,
+    };
     state.link = new PeerLink({
       peerId, initiator,
       iceServers: this.client.coordinator.iceServers,
@@ -156,6 +163,8 @@ export class Resource {
     this.log('debug', `neighbour ${state.peerId} gone: ${reason}`);
     if (state.bitfield) for (let i = 0; i < this.blocks; i++) if (state.bitfield.has(i)) this.availability[i]--;
     for (const [block, req] of state.inFlight) this.releaseRequest(state, block, req, false);
+    // Every neighbour we had is gone (banned, left, failed): nothing left to wait for.
+    if (this.links.size === 0) this.httpAllowedAt = 0;
     if (!this.closed) this.pump();
   }
 
@@ -190,6 +199,7 @@ export class Resource {
       case 'cancel': {
         const k = state.queue.indexOf(msg.block);
         if (k >= 0) state.queue.splice(k, 1);
+        if (state.current === msg.block) state.currentCancelled = true;
         return;
       }
       case 'error': {
@@ -215,7 +225,12 @@ export class Resource {
 
   onChunk(state, { block, offset, payload }) {
     const req = state.inFlight.get(block);
-    if (!req) throw new ProtocolError(`unrequested chunk of block ${block}`);
+    if (!req) {
+      if (!state.cancelled.has(block)) throw new ProtocolError(`unrequested chunk of block ${block}`);
+      // The rest of a block we cancelled: its last chunk ends the draining.
+      if (offset + payload.length >= this.blockLength(block)) state.cancelled.delete(block);
+      return;
+    }
     const length = this.blockLength(block);
     if (offset !== req.received || req.received + payload.length > length) throw new ProtocolError(`chunk at ${offset} of block ${block} out of order`);
     req.buffer.set(payload, offset);
@@ -253,8 +268,11 @@ export class Resource {
     try {
       while (state.queue.length && state.link.writable) {
         const block = state.queue.shift();
+        state.current = block;
+        state.currentCancelled = false;
         const bytes = await this.store.read(block, this.blockOffset(block), this.blockLength(block));
         await this.client.uploadLimiter?.take(bytes.length);
+        if (state.currentCancelled) continue;  // cancelled while we read or waited
         for (const frame of chunksOf(block, bytes)) if (!state.link.send(frame)) return;
         this.stats.uploadedBytes += bytes.length;
       }
@@ -263,6 +281,7 @@ export class Resource {
       state.link.close('could not read a block');
     } finally {
       state.serving = false;
+      state.current = -1;
     }
   }
 
@@ -278,7 +297,10 @@ export class Resource {
         this.requestFromPeer(state, block);
       }
     }
-    while (this.httpInFlight < this.options.httpConcurrency) {
+    // One origin request at a time until one came back as a 206: an origin that ignores Range
+    // answers every request with the whole resource.
+    const httpSlots = this.rangeConfirmed ? this.options.httpConcurrency : 1;
+    while (this.httpInFlight < httpSlots) {
       const run = this.nextHttpRun();
       if (!run) break;
       this.fetchFromOrigin(run.first, run.last).catch((e) => this.fail(e));
@@ -295,7 +317,7 @@ export class Resource {
     const start = Math.floor(Math.random() * this.blocks);
     for (let k = 0; k < this.blocks; k++) {
       const i = (start + k) % this.blocks;
-      if (this.availability[i] < bestCount && this.wanted(i) && state.bitfield.has(i) && !this.peerFailed.has(i)) {
+      if (this.availability[i] < bestCount && this.wanted(i) && state.bitfield.has(i) && !this.peerFailed.has(i) && !state.cancelled.has(i)) {
         best = i;
         bestCount = this.availability[i];
         if (bestCount <= 1) break;
@@ -311,6 +333,9 @@ export class Resource {
       this.log('debug', `block ${block} from ${state.peerId} timed out`);
       state.link.send(encodeControl({ t: 'cancel', block }));
       this.releaseRequest(state, block, req, true);
+      // A neighbour that keeps missing deadlines is not worth its slot.
+      if (state.cancelled.size >= 64) state.link.close('too many requests timed out');
+      else state.cancelled.add(block);
       this.pump();
     }, this.options.requestTimeoutMs);
     state.inFlight.set(block, req);
@@ -345,31 +370,39 @@ export class Resource {
     this.httpInFlight++;
     const start = this.blockOffset(first);
     const end = this.blockOffset(last) + this.blockLength(last) - 1;
-    let body;
-    let transferred;
+    let result;
     try {
-      ({ body, transferred } = await fetchRange(this.client.fetchImpl, this.url, start, end, this.size));
+      result = await fetchRange(this.client.fetchImpl, this.url, start, end, this.size);
     } catch (e) {
+      let attempts = 0;
       for (let i = first; i <= last; i++) {
-        this.requested.delete(i);
-        const n = (this.httpAttempts.get(i) ?? 0) + 1;
-        this.httpAttempts.set(i, n);
-        if (n >= this.options.httpRetries) throw new Error(`origin failed for ${this.url} bytes ${start}-${end}: ${e.message}`);
+        attempts = Math.max(attempts, (this.httpAttempts.get(i) ?? 0) + 1);
+        this.httpAttempts.set(i, (this.httpAttempts.get(i) ?? 0) + 1);
       }
+      if (attempts >= this.options.httpRetries) throw new Error(`origin failed for ${this.url} bytes ${start}-${end}: ${e.message}`);
       this.log('warn', `origin request for bytes ${start}-${end} failed (${e.message}); retrying`);
-      await new Promise((r) => setTimeout(r, 250 * (this.httpAttempts.get(first) ?? 1)));
+      // The blocks stay marked during the back-off, so no other pump re-issues them at once.
+      await new Promise((r) => setTimeout(r, 250 * attempts));
+      for (let i = first; i <= last; i++) if (this.requested.get(i) === 'http') this.requested.delete(i);
       return;
     } finally {
       this.httpInFlight--;
-      if (!this.closed) queueMicrotask(() => this.pump());
+      if (!this.closed) setTimeout(() => this.pump(), 0);
     }
-    this.stats.httpBytes += transferred;
-    for (let i = first; i <= last; i++) {
-      const bytes = body.subarray(this.blockOffset(i) - start, this.blockOffset(i) - start + this.blockLength(i));
+    this.stats.httpBytes += result.transferred;
+    if (!result.whole) this.rangeConfirmed = true;
+    // An origin that ignored Range sent everything: use all of it rather than ask again
+    // (claimed before the first await, so that no pump asks the origin for them meanwhile).
+    const [from, to, base] = result.whole ? [0, this.blocks - 1, 0] : [first, last, start];
+    if (result.whole) for (let i = 0; i < this.blocks; i++) if (!this.have.has(i)) this.requested.set(i, 'http');
+    for (let i = from; i <= to; i++) {
+      if (this.have.has(i)) continue;
+      const offset = this.blockOffset(i) - base;
+      const bytes = result.body.subarray(offset, offset + this.blockLength(i));
       if (this.manifest && !(await blockDigestMatches(this.manifest, i, bytes))) {
         throw new Error(`the origin's block ${i} of ${this.url} does not match the manifest`);
       }
-      this.requested.delete(i);
+      if (this.requested.get(i) === 'http') this.requested.delete(i);
       if (!this.have.has(i)) this.complete(i, bytes);
     }
   }
@@ -422,20 +455,22 @@ export class Resource {
 
 // GET bytes [start, end] of url; accepts a 206 with the right Content-Range, or a 200 with the
 // whole resource (an origin that ignores Range), and checks the length either way. Returns
-// the range's bytes and how many bytes the origin sent.
+// { body, transferred, whole }: body is the range, or the whole resource when whole is true.
 export async function fetchRange(fetchImpl, url, start, end, size) {
   const res = await fetchImpl(url, { headers: { Range: `bytes=${start}-${end}` }, cache: 'no-store' });
   if (res.status === 206) {
     const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get('content-range') ?? '');
     if (!range || Number(range[1]) !== start || Number(range[2]) !== end) throw new Error(`unexpected Content-Range ${res.headers.get('content-range')}`);
+    // Another total means the resource changed under us: never stitch two versions together.
+    if (range[3] !== '*' && Number(range[3]) !== size) throw new Error(`the resource is now ${range[3]} bytes, not ${size}`);
     const body = new Uint8Array(await res.arrayBuffer());
     if (body.length !== end - start + 1) throw new Error(`short body: ${body.length} of ${end - start + 1} bytes`);
-    return { body, transferred: body.length };
+    return { body, transferred: body.length, whole: false };
   }
   if (res.status === 200) {
     const body = new Uint8Array(await res.arrayBuffer());
     if (body.length !== size) throw new Error(`the origin sent ${body.length} bytes, expected ${size}`);
-    return { body: body.subarray(start, end + 1), transferred: body.length };
+    return { body, transferred: body.length, whole: true };
   }
   throw new Error(`HTTP ${res.status}`);
 }

@@ -77,19 +77,24 @@ export class SwarmClient {
     }
     const listener = onProgress ? (p) => onProgress(p) : null;
     if (listener) resource.progressListeners.add(listener);
-    const abort = () => {
-      this.resources.delete(key);
-      resource.close();
-    };
-    signal?.addEventListener('abort', abort, { once: true });
+    // Several callers may wait for one resource: an abort rejects its own caller only, and
+    // the download stops when the last waiting caller gave up.
+    resource.waiters = (resource.waiters ?? 0) + 1;
+    let onAbort;
+    const aborted = new Promise((_, reject) => {
+      onAbort = () => reject(signal.reason ?? new DOMException('the download was aborted', 'AbortError'));
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
     try {
-      await resource.done;
+      await Promise.race([resource.done, aborted]);
     } catch (e) {
-      if (this.resources.get(key) === resource) { this.resources.delete(key); resource.close(); }
+      const drop = resource.failure || (signal?.aborted && resource.waiters === 1 && !resource.have.complete);
+      if (drop && this.resources.get(key) === resource) { this.resources.delete(key); resource.close(); }
       throw e;
     } finally {
+      resource.waiters--;
       if (listener) resource.progressListeners.delete(listener);
-      signal?.removeEventListener('abort', abort);
+      signal?.removeEventListener('abort', onAbort);
     }
     if (!(resource.store instanceof MemoryStore)) throw new Error(`${absolute} is being seeded from a source, not downloaded`);
     return new Response(resource.store.bytes, {
