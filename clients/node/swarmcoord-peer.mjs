@@ -94,8 +94,10 @@ if (command === 'seed') {
       return buf;
     },
   };
+  const manifest = await manifestArg();
+  if (manifest && typeof manifest === 'object' && manifest.size !== size) fail(`the source has ${size} bytes, the manifest says ${manifest.size}`);
   try {
-    const seeded = await client.seed(opt.url, source, { manifest: await manifestArg() });
+    const seeded = await client.seed(opt.url, source, { manifest });
     const welcome = await client.ready();
     // One line on stdout when serving, for scripts and tests to wait on.
     console.log(JSON.stringify({ event: 'seeding', url: opt.url, swarm: seeded.key, size, peer_id: welcome.peer_id }));
@@ -104,6 +106,7 @@ if (command === 'seed') {
   }
   setInterval(() => log('info', `stats ${JSON.stringify(client.stats(opt.url))}`), 10000).unref();
 } else {
+  if (!/^https?:\/\//i.test(target)) fail(`not an http(s) URL: ${target}`);
   const started = Date.now();
   try {
     const res = await client.fetch(target, { manifest: await manifestArg() });

@@ -571,7 +571,7 @@ describe('reference clients over WebRTC', () => {
     closeClient(seeder);
   });
 
-  it('(h) the CLI exits 2 with a message on bad usage', T, async () => {
+  it('(h) the CLI exits 2 with a message on bad usage (1 is for a failed transfer)', T, async () => {
     const res = await resource('h.bin', 5000);
     const other = await resource('h-other.bin', 7000);
     const ws = 'ws://127.0.0.1:9/v1/ws';
