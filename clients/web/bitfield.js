@@ -20,6 +20,12 @@ export class Bitfield {
     return true;
   }
 
+  clear(i) {
+    if (!this.has(i)) return;
+    this.bytes[i >> 3] &= ~(0x80 >> (i & 7));
+    this.count--;
+  }
+
   get complete() { return this.count === this.blocks; }
 
   static full(blocks) {

@@ -16,7 +16,7 @@ export async function loadManifest(manifest, fetchImpl) {
   if (m.version !== 1) throw new Error(`manifest version ${m.version} is not supported`);
   if (m.algorithm !== 'sha-256') throw new Error(`manifest algorithm ${m.algorithm} is not supported`);
   if (!Number.isSafeInteger(m.size) || m.size < 1) throw new Error('manifest size must be a positive integer');
-  if (!Number.isSafeInteger(m.block_size) || m.block_size < 1024) throw new Error('manifest block_size must be an integer ≥ 1024');
+  if (!Number.isSafeInteger(m.block_size) || m.block_size < 1024 || m.block_size > 64 * 1024 * 1024) throw new Error('manifest block_size must be an integer from 1024 to 64 MiB');
   const blocks = Math.ceil(m.size / m.block_size);
   if (!Array.isArray(m.blocks) || m.blocks.length !== blocks) throw new Error(`manifest lists ${m.blocks?.length} digests for ${blocks} blocks`);
   const digests = m.blocks.map((d, i) => {

@@ -5,6 +5,7 @@
 import { CHANNEL_LABEL } from './block-protocol.js';
 
 const CONNECT_TIMEOUT_MS = 15000;
+const DISCONNECTED_GRACE_MS = 3000;
 // Stop queueing into the data channel above this, resume when it drains below the low mark:
 // Chromium closes a channel whose send buffer passes 16 MiB.
 const SEND_HIGH_WATER = 1024 * 1024;
@@ -31,7 +32,12 @@ export class PeerLink {
       this.sendSignal({ type: 'candidate', candidate: { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex } });
     };
     this.pc.onconnectionstatechange = () => {
-      if (this.pc.connectionState === 'failed' || this.pc.connectionState === 'closed') this.close(`connection ${this.pc.connectionState}`);
+      const state = this.pc.connectionState;
+      if (state === 'failed' || state === 'closed') this.close(`connection ${state}`);
+      // A peer that vanished without closing shows as `disconnected` long before `failed`;
+      // give it a moment to recover rather than keep sending it requests for half a minute.
+      clearTimeout(this.disconnectTimer);
+      if (state === 'disconnected') this.disconnectTimer = setTimeout(() => this.close('disconnected'), DISCONNECTED_GRACE_MS);
     };
     this.connectTimer = setTimeout(() => this.close('not connected in time'), CONNECT_TIMEOUT_MS);
     if (initiator) {
@@ -110,6 +116,7 @@ export class PeerLink {
     this.closed = true;
     this.open = false;
     clearTimeout(this.connectTimer);
+    clearTimeout(this.disconnectTimer);
     try { this.channel?.close(); } catch { /* already closing */ }
     try { this.pc.close(); } catch { /* already closed */ }
     this.events.onClose(this, reason);

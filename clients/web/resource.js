@@ -5,11 +5,13 @@
 // what peers failed to deliver (timeout, refusal, corrupt data).
 
 import { Bitfield } from './bitfield.js';
-import { MAX_QUEUED_REQUESTS, ProtocolError, chunksOf, decodeFrame, encodeControl } from './block-protocol.js';
-import { PeerLink } from './peer-link.js';
+import { ProtocolError, decodeFrame, encodeControl } from './block-protocol.js';
 import { blockDigestMatches } from './manifest.js';
+import { Neighbor } from './neighbor.js';
+import { fetchRange } from './origin.js';
 
 const HAVE_FLUSH_MS = 100;
+const WATCHDOG_MS = 1000;
 
 export class Resource {
   // opts: { client, key, url, size, blockSize, manifest, store, seed, contentType }
@@ -23,17 +25,23 @@ export class Resource {
     this.blocks = Math.ceil(this.size / this.blockSize);
     this.have = opts.seed ? Bitfield.full(this.blocks) : new Bitfield(this.blocks);
     this.haveBytes = opts.seed ? this.size : 0;
-    this.requested = new Map();       // block → 'http' | link state (asked of that neighbour) | 'verify'
+    this.requested = new Map();       // block → 'http' | the Neighbor asked for it | 'verify'
     this.peerFailed = new Set();      // blocks peers failed to deliver: the origin may take them at once
     this.availability = new Uint16Array(this.blocks);  // open neighbours holding each block
-    this.links = new Map();           // peer id → link state
-    this.banned = new Set();          // neighbours that sent a corrupt block
-    this.pendingBadPeers = [];
+    this.links = new Map();           // peer id → Neighbor
+    this.banned = new Set();          // peer ids and client ids of neighbours we dropped for misbehaving
+    this.pendingBadPeers = [];        // corrupt senders not reported to the coordinator yet
     this.httpInFlight = 0;
     this.rangeConfirmed = false;      // the origin answered a Range request with a 206
     this.httpAttempts = new Map();    // block → failed origin attempts
     this.httpAllowedAt = Date.now() + this.options.p2pWaitMs;
     this.httpTimer = setTimeout(() => this.pump(), this.options.p2pWaitMs + 1);
+    // Neighbours that hold blocks but never deliver (or answer `busy` forever) must not stall
+    // us: after requestTimeoutMs without any block arriving, the origin takes what is left.
+    this.lastProgressAt = Date.now();
+    this.stalled = false;
+    this.watchdog = setInterval(() => this.checkProgress(), WATCHDOG_MS);
+    this.originAbort = new AbortController();
     this.stats = { httpBytes: 0, p2pBytes: 0, uploadedBytes: 0 };
     this.reported = { httpBytes: 0, p2pBytes: 0, uploadedBytes: 0 };
     this.pendingHave = [];
@@ -44,7 +52,10 @@ export class Resource {
     this.failure = null;
     this.done = new Promise((resolve, reject) => { this.resolveDone = resolve; this.rejectDone = reject; });
     this.done.catch(() => {});  // observed through fetch(); an unobserved seed must not crash
-    if (this.have.complete) this.resolveDone();
+    if (this.have.complete) {
+      this.resolveDone();
+      clearInterval(this.watchdog);
+    }
     this.client.coordinator.register(this.key, this);
     if (this.client.coordinator.ready) this.onCoordinatorReady();
   }
@@ -69,18 +80,16 @@ export class Resource {
       // Alone in the swarm: nobody can give us anything, so the origin need not wait.
       if (msg.peers === 0) this.allowHttpNow();
     } else if (msg.type === 'neighbors') {
-      for (const id of Array.isArray(msg.remove) ? msg.remove : []) this.links.get(id)?.link.close('removed by the coordinator');
+      for (const id of Array.isArray(msg.remove) ? msg.remove : []) this.links.get(id)?.close('removed by the coordinator');
       for (const n of Array.isArray(msg.add) ? msg.add : []) {
-        if (typeof n?.peer_id === 'string' && !this.links.has(n.peer_id) && !this.banned.has(n.peer_id)) this.addLink(n.peer_id, n.initiator === true);
+        if (typeof n?.peer_id === 'string' && !this.links.has(n.peer_id) && !this.banned.has(n.peer_id)) {
+          this.links.set(n.peer_id, new Neighbor(this, n.peer_id, n.initiator === true));
+        }
       }
     } else if (msg.type === 'signal' && typeof msg.from === 'string') {
-      let state = this.links.get(msg.from);
-      // An offer may come from a neighbour whose `neighbors` we have not applied (a re-plan
-      // in flight); accept it within a bound.
-      if (!state && msg.data?.type === 'offer' && !this.banned.has(msg.from) && this.links.size < 2 * this.client.maxNeighbors) {
-        state = this.addLink(msg.from, false);
-      }
-      state?.link.onSignal(msg.data);
+      // Only from neighbours the coordinator assigned (their `neighbors` came first, on the
+      // same connection); any other member's offer is ignored.
+      this.links.get(msg.from)?.link.onSignal(msg.data);
     }
     this.pump();
   }
@@ -101,7 +110,7 @@ export class Resource {
     if (this.have.complete) this.flushHave();
     else if (!this.haveTimer) this.haveTimer = setTimeout(() => this.flushHave(), HAVE_FLUSH_MS);
     const frame = encodeControl({ t: 'have', blocks: [block] });
-    for (const s of this.links.values()) if (s.link.open) s.link.send(frame);
+    for (const n of this.links.values()) if (n.open) n.send(frame);
   }
 
   flushHave() {
@@ -123,133 +132,116 @@ export class Resource {
     if (this.pendingBadPeers.length) msg.bad_peers = this.pendingBadPeers.slice(0, 16);
     if (this.client.coordinator.send(msg)) {
       Object.assign(this.reported, this.stats);
-      this.pendingBadPeers = [];
+      this.pendingBadPeers = this.pendingBadPeers.slice(16);
     }
   }
 
   // --- neighbours ---------------------------------------------------------------------------
 
-  addLink(peerId, initiator) {
-    const state = {
-      peerId, bitfield: null, inFlight: new Map(), link: null,
-      // Blocks we cancelled whose chunks may still be on their way: drained, not an error.
-      cancelled: new Set(),
-      // Serving side: requests queued by the neighbour, and the one being read/sent now.
-      queue: [], serving: false, current: -1, currentCancelled: false,
-    };
-    state.link = new PeerLink({
-      peerId, initiator,
-      iceServers: this.client.coordinator.iceServers,
-      RTCPeerConnectionImpl: this.client.RTCPeerConnection,
-      sendSignal: (data) => this.client.coordinator.send({ type: 'signal', swarm: this.key, to: peerId, data }),
-      log: this.log,
-      events: {
-        onOpen: () => {
-          state.link.send(encodeControl({ t: 'bitfield', have: this.have.toBase64() }));
-          this.pump();
-        },
-        onFrame: (_, data) => this.onFrame(state, data),
-        onClose: (_, reason) => this.onLinkClosed(state, reason),
-        onDrain: () => this.serve(state),
-      },
-    });
-    this.links.set(peerId, state);
-    return state;
+  onNeighborOpen(n) {
+    // Our client id lets a neighbour recognise us across coordinator sessions (peer ids change
+    // when the coordinator restarts; the data channel and the client do not).
+    n.send(encodeControl({ t: 'bitfield', have: this.have.toBase64(), client: this.client.clientId }));
+    this.pump();
   }
 
-  onLinkClosed(state, reason) {
-    if (this.links.get(state.peerId) !== state) return;
-    this.links.delete(state.peerId);
-    this.log('debug', `neighbour ${state.peerId} gone: ${reason}`);
-    if (state.bitfield) for (let i = 0; i < this.blocks; i++) if (state.bitfield.has(i)) this.availability[i]--;
-    for (const [block, req] of state.inFlight) this.releaseRequest(state, block, req, false);
+  onNeighborClosed(n, reason) {
+    if (this.links.get(n.peerId) !== n) return;
+    this.links.delete(n.peerId);
+    this.log('debug', `neighbour ${n.peerId} gone: ${reason}`);
+    if (n.bitfield) for (let i = 0; i < this.blocks; i++) if (n.bitfield.has(i)) this.availability[i]--;
+    for (const [block, req] of n.inFlight) this.releaseRequest(n, block, req, false);
     // Every neighbour we had is gone (banned, left, failed): nothing left to wait for.
     if (this.links.size === 0) this.httpAllowedAt = 0;
     if (!this.closed) this.pump();
   }
 
-  onFrame(state, data) {
-    let msg;
+  // Drops a misbehaving neighbour for good (in this resource), under both of its names.
+  ban(n, reason) {
+    this.banned.add(n.peerId);
+    if (n.clientId) this.banned.add(n.clientId);
+    n.close(reason);
+  }
+
+  onFrame(n, data) {
     try {
-      msg = decodeFrame(data, this.blocks);
-      this.handleFrame(state, msg);
+      this.handleFrame(n, decodeFrame(data, this.blocks));
     } catch (e) {
       if (!(e instanceof ProtocolError)) throw e;
-      state.link.close(`protocol error: ${e.message}`);
+      this.ban(n, `protocol error: ${e.message}`);
     }
   }
 
-  handleFrame(state, msg) {
+  handleFrame(n, msg) {
     switch (msg.t) {
       case 'bitfield': {
-        if (state.bitfield) throw new ProtocolError('second bitfield');
-        try { state.bitfield = Bitfield.fromBase64(this.blocks, msg.have); } catch (e) { throw new ProtocolError(e.message); }
-        for (let i = 0; i < this.blocks; i++) if (state.bitfield.has(i)) this.availability[i]++;
+        if (n.bitfield) throw new ProtocolError('second bitfield');
+        try { n.bitfield = Bitfield.fromBase64(this.blocks, msg.have); } catch (e) { throw new ProtocolError(e.message); }
+        if (typeof msg.client === 'string' && msg.client.length <= 64) {
+          n.clientId = msg.client;
+          if (this.banned.has(n.clientId)) return this.ban(n, 'dropped earlier under another peer id');
+          // The same client under an older peer id (from before a coordinator restart): the
+          // newer link replaces it.
+          for (const other of this.links.values()) if (other !== n && other.clientId === n.clientId) other.close('replaced by a newer link to the same client');
+        }
+        for (let i = 0; i < this.blocks; i++) if (n.bitfield.has(i)) this.availability[i]++;
         break;
       }
       case 'have':
-        if (!state.bitfield) throw new ProtocolError('have before bitfield');
-        for (const i of msg.blocks) if (state.bitfield.set(i)) this.availability[i]++;
+        if (!n.bitfield) throw new ProtocolError('have before bitfield');
+        for (const i of msg.blocks) if (n.bitfield.set(i)) this.availability[i]++;
         break;
       case 'request':
-        if (!this.have.has(msg.block)) state.link.send(encodeControl({ t: 'error', block: msg.block, code: 'not_have' }));
-        else if (state.queue.length >= MAX_QUEUED_REQUESTS) state.link.send(encodeControl({ t: 'error', block: msg.block, code: 'busy' }));
-        else { state.queue.push(msg.block); this.serve(state); }
+        n.onRequest(msg.block);
         return;
-      case 'cancel': {
-        const k = state.queue.indexOf(msg.block);
-        if (k >= 0) state.queue.splice(k, 1);
-        if (state.current === msg.block) state.currentCancelled = true;
+      case 'cancel':
+        n.onCancel(msg.block);
         return;
-      }
       case 'error': {
-        const req = state.inFlight.get(msg.block);
+        const req = n.inFlight.get(msg.block);
         if (!req) return;  // an answer to a request we already cancelled
-        // `not_have` means its bitfield misled us; it will not be asked for that block again
-        // until it announces it.
-        if (msg.code === 'not_have' && state.bitfield?.has(msg.block)) {
-          state.bitfield.bytes[msg.block >> 3] &= ~(0x80 >> (msg.block & 7));
-          state.bitfield.count--;
+        // `not_have` means its bitfield misled us: not asked for that block again until it
+        // announces it. `busy` cannot happen to a client that keeps to requestsPerNeighbor,
+        // so either way the block goes to someone else.
+        if (msg.code === 'not_have' && n.bitfield?.has(msg.block)) {
+          n.bitfield.clear(msg.block);
           this.availability[msg.block]--;
         }
-        this.releaseRequest(state, msg.block, req, msg.code !== 'busy');
+        this.releaseRequest(n, msg.block, req, true);
         break;
       }
       case 'chunk':
-        this.onChunk(state, msg);
+        this.onChunk(n, msg);
         return;
       default:
     }
     this.pump();
   }
 
-  onChunk(state, { block, offset, payload }) {
-    const req = state.inFlight.get(block);
+  onChunk(n, { block, offset, payload }) {
+    const length = this.blockLength(block);
+    const req = n.inFlight.get(block);
     if (!req) {
-      if (!state.cancelled.has(block)) throw new ProtocolError(`unrequested chunk of block ${block}`);
-      // The rest of a block we cancelled: its last chunk ends the draining.
-      if (offset + payload.length >= this.blockLength(block)) state.cancelled.delete(block);
+      if (!n.drainCancelled(block, offset, payload.length, length)) throw new ProtocolError(`unrequested chunk of block ${block}`);
       return;
     }
-    const length = this.blockLength(block);
     if (offset !== req.received || req.received + payload.length > length) throw new ProtocolError(`chunk at ${offset} of block ${block} out of order`);
     req.buffer.set(payload, offset);
     req.received += payload.length;
     if (req.received < length) return;
     clearTimeout(req.timer);
-    state.inFlight.delete(block);
+    n.inFlight.delete(block);
     this.requested.set(block, 'verify');
-    this.acceptFromPeer(state, block, req.buffer).catch((e) => this.fail(e));
+    this.acceptFromPeer(n, block, req.buffer).catch((e) => this.fail(e));
   }
 
-  async acceptFromPeer(state, block, bytes) {
+  async acceptFromPeer(n, block, bytes) {
     if (this.manifest && !(await blockDigestMatches(this.manifest, block, bytes))) {
-      this.log('warn', `block ${block} from neighbour ${state.peerId} does not match the manifest: dropping that neighbour`);
-      this.banned.add(state.peerId);
-      this.pendingBadPeers.push(state.peerId);
+      this.log('warn', `block ${block} from neighbour ${n.peerId} does not match the manifest: dropping that neighbour`);
+      this.pendingBadPeers.push(n.peerId);
       this.requested.delete(block);
       this.peerFailed.add(block);
-      state.link.close('sent a corrupt block');
+      this.ban(n, 'sent a corrupt block');
       this.sendReport();
       this.pump();
       return;
@@ -261,40 +253,16 @@ export class Resource {
     this.pump();
   }
 
-  // Serves the neighbour's queued requests while its channel has room (onDrain resumes).
-  async serve(state) {
-    if (state.serving) return;
-    state.serving = true;
-    try {
-      while (state.queue.length && state.link.writable) {
-        const block = state.queue.shift();
-        state.current = block;
-        state.currentCancelled = false;
-        const bytes = await this.store.read(block, this.blockOffset(block), this.blockLength(block));
-        await this.client.uploadLimiter?.take(bytes.length);
-        if (state.currentCancelled) continue;  // cancelled while we read or waited
-        for (const frame of chunksOf(block, bytes)) if (!state.link.send(frame)) return;
-        this.stats.uploadedBytes += bytes.length;
-      }
-    } catch (e) {
-      this.log('warn', `serving ${state.peerId}: ${e.message}`);
-      state.link.close('could not read a block');
-    } finally {
-      state.serving = false;
-      state.current = -1;
-    }
-  }
-
   // --- scheduling ---------------------------------------------------------------------------
 
   pump() {
     if (this.closed || this.failure) return;
-    for (const state of this.links.values()) {
-      if (!state.link.open || !state.bitfield) continue;
-      while (state.inFlight.size < this.options.requestsPerNeighbor) {
-        const block = this.rarestFrom(state);
+    for (const n of this.links.values()) {
+      if (!n.open || !n.bitfield) continue;
+      while (n.inFlight.size < this.options.requestsPerNeighbor) {
+        const block = this.rarestFrom(n);
         if (block < 0) break;
-        this.requestFromPeer(state, block);
+        this.requestFromPeer(n, block);
       }
     }
     // One origin request at a time until one came back as a 206: an origin that ignores Range
@@ -311,13 +279,13 @@ export class Resource {
 
   // The wanted block this neighbour has that the fewest open neighbours have (ties broken by
   // a random start, so neighbours of one peer spread over different blocks).
-  rarestFrom(state) {
+  rarestFrom(n) {
     let best = -1;
     let bestCount = Infinity;
     const start = Math.floor(Math.random() * this.blocks);
     for (let k = 0; k < this.blocks; k++) {
       const i = (start + k) % this.blocks;
-      if (this.availability[i] < bestCount && this.wanted(i) && state.bitfield.has(i) && !this.peerFailed.has(i) && !state.cancelled.has(i)) {
+      if (this.availability[i] < bestCount && this.wanted(i) && n.bitfield.has(i) && !this.peerFailed.has(i) && !n.cancelled.has(i)) {
         best = i;
         bestCount = this.availability[i];
         if (bestCount <= 1) break;
@@ -326,36 +294,44 @@ export class Resource {
     return best;
   }
 
-  requestFromPeer(state, block) {
+  requestFromPeer(n, block) {
     const req = { buffer: new Uint8Array(this.blockLength(block)), received: 0, timer: null };
     req.timer = setTimeout(() => {
-      if (state.inFlight.get(block) !== req) return;
-      this.log('debug', `block ${block} from ${state.peerId} timed out`);
-      state.link.send(encodeControl({ t: 'cancel', block }));
-      this.releaseRequest(state, block, req, true);
-      // A neighbour that keeps missing deadlines is not worth its slot.
-      if (state.cancelled.size >= 64) state.link.close('too many requests timed out');
-      else state.cancelled.add(block);
+      if (n.inFlight.get(block) !== req) return;
+      this.log('debug', `block ${block} from ${n.peerId} timed out`);
+      n.send(encodeControl({ t: 'cancel', block }));
+      this.releaseRequest(n, block, req, true);
+      if (!n.noteCancelled(block, req.received, this.options.requestTimeoutMs)) this.ban(n, 'misses too many deadlines');
       this.pump();
     }, this.options.requestTimeoutMs);
-    state.inFlight.set(block, req);
-    this.requested.set(block, state);
-    state.link.send(encodeControl({ t: 'request', block }));
+    n.inFlight.set(block, req);
+    this.requested.set(block, n);
+    n.send(encodeControl({ t: 'request', block }));
   }
 
   // peerFault: the block goes to the origin rather than wait for another neighbour.
-  releaseRequest(state, block, req, peerFault) {
+  releaseRequest(n, block, req, peerFault) {
     clearTimeout(req.timer);
-    state.inFlight.delete(block);
-    if (this.requested.get(block) === state) this.requested.delete(block);
+    n.inFlight.delete(block);
+    if (this.requested.get(block) === n) this.requested.delete(block);
     if (peerFault) this.peerFailed.add(block);
   }
 
+  checkProgress() {
+    if (this.have.complete || this.closed || this.stalled) return;
+    if (Date.now() - this.lastProgressAt < Math.max(this.options.requestTimeoutMs, this.options.p2pWaitMs)) return;
+    this.log('info', `no block arrived for ${this.options.requestTimeoutMs} ms: the origin takes what is left of ${this.url}`);
+    this.stalled = true;
+    this.pump();
+  }
+
   // The next contiguous run of blocks the origin should serve: those peers failed to deliver,
-  // and (once neighbours had their chance) those no open neighbour has.
+  // and (once neighbours had their chance) those no open neighbour has — or all that are
+  // left when nothing has arrived for a while.
   nextHttpRun() {
     const now = Date.now();
-    const eligible = (i) => this.wanted(i) && (this.peerFailed.has(i) || (now >= this.httpAllowedAt && this.availability[i] === 0));
+    const eligible = (i) => this.wanted(i) &&
+      (this.peerFailed.has(i) || this.stalled || (now >= this.httpAllowedAt && this.availability[i] === 0));
     for (let i = 0; i < this.blocks; i++) {
       if (!eligible(i)) continue;
       let last = i;
@@ -372,8 +348,9 @@ export class Resource {
     const end = this.blockOffset(last) + this.blockLength(last) - 1;
     let result;
     try {
-      result = await fetchRange(this.client.fetchImpl, this.url, start, end, this.size);
+      result = await fetchRange(this.client.fetchImpl, this.url, start, end, this.size, this.originAbort.signal);
     } catch (e) {
+      if (this.closed) return;
       let attempts = 0;
       for (let i = first; i <= last; i++) {
         attempts = Math.max(attempts, (this.httpAttempts.get(i) ?? 0) + 1);
@@ -389,6 +366,7 @@ export class Resource {
       this.httpInFlight--;
       if (!this.closed) setTimeout(() => this.pump(), 0);
     }
+    if (this.closed) return;
     this.stats.httpBytes += result.transferred;
     if (!result.whole) this.rangeConfirmed = true;
     // An origin that ignored Range sent everything: use all of it rather than ask again
@@ -402,6 +380,7 @@ export class Resource {
       if (this.manifest && !(await blockDigestMatches(this.manifest, i, bytes))) {
         throw new Error(`the origin's block ${i} of ${this.url} does not match the manifest`);
       }
+      if (this.closed) return;
       if (this.requested.get(i) === 'http') this.requested.delete(i);
       if (!this.have.has(i)) this.complete(i, bytes);
     }
@@ -412,10 +391,16 @@ export class Resource {
     this.have.set(block);
     this.haveBytes += bytes.length;
     this.peerFailed.delete(block);
+    this.lastProgressAt = Date.now();
+    this.stalled = false;
     this.announce(block);
-    for (const fn of this.progressListeners) fn(this.progress());
+    // A listener's exception is the caller's business, not a failure of the download.
+    for (const fn of this.progressListeners) {
+      try { fn(this.progress()); } catch (e) { this.log('warn', `progress listener failed: ${e?.message ?? e}`); }
+    }
     if (this.have.complete) {
       clearTimeout(this.httpTimer);
+      clearInterval(this.watchdog);
       this.sendReport();
       this.resolveDone();
     }
@@ -435,7 +420,7 @@ export class Resource {
 
   publicStats() {
     let neighbors = 0;
-    for (const s of this.links.values()) if (s.link.open) neighbors++;
+    for (const n of this.links.values()) if (n.open) neighbors++;
     return { ...this.stats, neighbors, blocks: this.blocks, haveBlocks: this.have.count, badPeers: this.banned.size };
   }
 
@@ -446,31 +431,11 @@ export class Resource {
     clearTimeout(this.httpTimer);
     clearTimeout(this.haveTimer);
     clearInterval(this.reportTimer);
-    for (const s of [...this.links.values()]) s.link.close('closing');
+    clearInterval(this.watchdog);
+    this.originAbort.abort();
+    for (const n of [...this.links.values()]) n.close('closing');
     this.client.coordinator.send({ type: 'leave', swarm: this.key });
     this.client.coordinator.unregister(this.key);
     if (!this.have.complete && !this.failure) this.rejectDone(new DOMException('the download was aborted', 'AbortError'));
   }
-}
-
-// GET bytes [start, end] of url; accepts a 206 with the right Content-Range, or a 200 with the
-// whole resource (an origin that ignores Range), and checks the length either way. Returns
-// { body, transferred, whole }: body is the range, or the whole resource when whole is true.
-export async function fetchRange(fetchImpl, url, start, end, size) {
-  const res = await fetchImpl(url, { headers: { Range: `bytes=${start}-${end}` }, cache: 'no-store' });
-  if (res.status === 206) {
-    const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get('content-range') ?? '');
-    if (!range || Number(range[1]) !== start || Number(range[2]) !== end) throw new Error(`unexpected Content-Range ${res.headers.get('content-range')}`);
-    // Another total means the resource changed under us: never stitch two versions together.
-    if (range[3] !== '*' && Number(range[3]) !== size) throw new Error(`the resource is now ${range[3]} bytes, not ${size}`);
-    const body = new Uint8Array(await res.arrayBuffer());
-    if (body.length !== end - start + 1) throw new Error(`short body: ${body.length} of ${end - start + 1} bytes`);
-    return { body, transferred: body.length, whole: false };
-  }
-  if (res.status === 200) {
-    const body = new Uint8Array(await res.arrayBuffer());
-    if (body.length !== size) throw new Error(`the origin sent ${body.length} bytes, expected ${size}`);
-    return { body, transferred: body.length, whole: true };
-  }
-  throw new Error(`HTTP ${res.status}`);
 }

@@ -12,6 +12,7 @@
 
 import { Coordinator, swarmKey } from './coordinator.js';
 import { loadManifest } from './manifest.js';
+import { probeSize } from './origin.js';
 import { Resource } from './resource.js';
 
 export const DEFAULTS = Object.freeze({
@@ -50,6 +51,9 @@ export class SwarmClient {
       log: this.log,
     });
     this.resources = new Map();  // swarm key → Resource
+    // Stable for the life of this client, unlike the peer id the coordinator hands out per
+    // connection: lets neighbours recognise us after a coordinator restart.
+    this.clientId = [...globalThis.crypto.getRandomValues(new Uint8Array(8))].map((b) => b.toString(16).padStart(2, '0')).join('');
     this.uploadLimiter = this.options.uploadBytesPerSecond > 0 ? new RateLimiter(this.options.uploadBytesPerSecond) : null;
   }
 
@@ -61,6 +65,10 @@ export class SwarmClient {
     if (!key) throw new TypeError(`not an http(s) URL: ${url}`);
     signal?.throwIfAborted();
     let resource = this.resources.get(key);
+    if (resource && manifest !== undefined && !resource.manifest) {
+      // Its blocks so far came unverified; a caller who asked for verification must not get them.
+      throw new Error(`${absolute} is already being fetched without a manifest; release() it first`);
+    }
     if (!resource) {
       if (manifest === undefined && this.options.requireManifest) throw new Error(`${absolute}: a manifest is required (requireManifest) and none was given`);
       const m = manifest === undefined ? null : await loadManifest(typeof manifest === 'string' ? absoluteUrl(manifest) : manifest, this.fetchImpl);
@@ -127,6 +135,18 @@ export class SwarmClient {
     };
   }
 
+  // Stops sharing (or downloading) one resource and frees its memory: its swarm is left.
+  // A client keeps every resource it fetched until then (and the coordinator allows a
+  // connection 16 swarms by default: limits.max_swarms_per_connection).
+  release(url) {
+    const key = swarmKey(absoluteUrl(url));
+    const resource = this.resources.get(key);
+    if (!resource) return false;
+    this.resources.delete(key);
+    resource.close();
+    return true;
+  }
+
   // { httpBytes, p2pBytes, uploadedBytes, neighbors, blocks, haveBlocks, badPeers }, or null.
   stats(url) {
     const resource = this.resources.get(swarmKey(absoluteUrl(url)));
@@ -178,30 +198,41 @@ export class SwarmRequest {
   send() {
     if (this.readyState !== 1) throw new Error('SwarmRequest: call open() before send()');
     this.controller = new AbortController();
-    const onProgress = (p) => this.onprogress?.({ lengthComputable: true, loaded: p.loaded, total: p.total, type: 'progress' });
+    const onProgress = (p) => this.fire('onprogress', { lengthComputable: true, loaded: p.loaded, total: p.total, type: 'progress' });
     this.client.fetch(this.url, { manifest: this.manifest, signal: this.controller.signal, onProgress })
       .then(async (res) => {
         this.status = res.status;
         this.statusText = 'OK';
         this.setState(2);
         this.response = await readAs(res, this.responseType);
-        this.setState(4);
-        this.onload?.({ type: 'load' });
+        return null;
       })
-      .catch((e) => {
-        this.error = e;
+      .catch((e) => e ?? new Error('failed'))
+      .then((error) => {
+        // Handlers run outside the promise chain: one that throws neither turns a load into
+        // an error nor becomes an unhandled rejection.
+        this.error = error;
         this.setState(4);
-        if (e?.name === 'AbortError') this.onabort?.({ type: 'abort' });
-        else this.onerror?.({ type: 'error', error: e });
-      })
-      .finally(() => this.onloadend?.({ type: 'loadend' }));
+        if (!error) this.fire('onload', { type: 'load' });
+        else if (error.name === 'AbortError') this.fire('onabort', { type: 'abort' });
+        else this.fire('onerror', { type: 'error', error });
+        this.fire('onloadend', { type: 'loadend' });
+      });
+  }
+
+  fire(name, event) {
+    try {
+      this[name]?.(event);
+    } catch (e) {
+      console.error(`SwarmRequest ${name} handler threw:`, e);
+    }
   }
 
   abort() { this.controller?.abort(); }
 
   setState(s) {
     this.readyState = s;
-    this.onreadystatechange?.({ type: 'readystatechange' });
+    this.fire('onreadystatechange', { type: 'readystatechange' });
   }
 }
 
@@ -214,18 +245,6 @@ async function readAs(res, type) {
     case 'text': return res.text();
     default: throw new Error(`responseType ${type} is not supported`);
   }
-}
-
-// Size and type of a resource: HEAD, or when that tells nothing, a one-byte Range request.
-async function probeSize(fetchImpl, url) {
-  const head = await fetchImpl(url, { method: 'HEAD', cache: 'no-store' }).catch(() => null);
-  const length = Number(head?.ok ? head.headers.get('content-length') : NaN);
-  if (Number.isSafeInteger(length) && length > 0) return { size: length, contentType: head.headers.get('content-type') };
-  const res = await fetchImpl(url, { headers: { Range: 'bytes=0-0' }, cache: 'no-store' });
-  const total = /\/(\d+)$/.exec(res.headers.get('content-range') ?? '');
-  await res.arrayBuffer().catch(() => {});
-  if (res.status === 206 && total && Number(total[1]) > 0) return { size: Number(total[1]), contentType: res.headers.get('content-type') };
-  throw new Error(`cannot learn the size of ${url} (HTTP ${res.status}, no Content-Length or Content-Range)`);
 }
 
 function absoluteUrl(url) {

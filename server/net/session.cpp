@@ -252,10 +252,16 @@ class ws_session final : public connection, public std::enable_shared_from_this<
                    [&](nv::signal& sig) { to_mesh(std::move(sig)); },
                    [&](nv::report& r) {
                      // Worth a line: a peer serving corrupt blocks is an attack or a broken cache.
-                     for (auto bad : r.bad_peers)
-                       spdlog::warn("conn {} {}: peer {} reports peer {} for blocks failing the manifest of {}", id_,
-                                    client_.to_string(), nv::format_peer_id(peer_id_.value_or(0)), nv::format_peer_id(bad),
-                                    r.swarm);
+                     // One per report (at most 16 ids, at the connection's message rate).
+                     if (!r.bad_peers.empty()) {
+                       std::string ids;
+                       for (auto bad : r.bad_peers) {
+                         if (!ids.empty()) ids += ',';
+                         ids += nv::format_peer_id(bad);
+                       }
+                       spdlog::warn("conn {} {}: peer {} reports {} for blocks failing the manifest of {}", id_,
+                                    client_.to_string(), nv::format_peer_id(peer_id_.value_or(0)), ids, r.swarm);
+                     }
                      to_mesh(std::move(r));
                    },
                    [&](auto&) {},

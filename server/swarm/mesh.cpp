@@ -458,15 +458,23 @@ void mesh::on_report(const member_info& who, const nv::report& r, std::vector<me
   if (r.bad_peers.empty()) return;
   change_set changes;
   for (auto bad : r.bad_peers) {
-    ++counters_.bad_peer_reports;
     auto it = s->by_id.find(bad);
-    if (it == s->by_id.end() || it->second == slot) continue;
+    if (it == s->by_id.end() || it->second == slot) continue;  // a stranger, or itself
+    ++counters_.bad_peer_reports;
     auto& distrusted = s->slots[slot].distrusted;
     if (std::find(distrusted.begin(), distrusted.end(), bad) == distrusted.end()) {
       if (distrusted.size() >= max_distrusted) distrusted.erase(distrusted.begin());
       distrusted.push_back(bad);
     }
-    if (linked(*s, slot, it->second)) disconnect(*s, slot, it->second, changes);
+    if (linked(*s, slot, it->second)) {
+      disconnect(*s, slot, it->second, changes);
+      // The accused may be honest (the reporter may lie): it gets its slot filled again.
+      member& accused = s->slots[it->second];
+      if (!accused.dirty) {
+        accused.dirty = true;
+        s->dirty.push_back(it->second);
+      }
+    }
   }
   plan(*s, slot, changes);
   flush(*s, changes, out);

@@ -19,7 +19,7 @@ const { Bitfield, bytesToBase64, base64ToBytes } = await import(web('bitfield.js
 const bp = await import(web('block-protocol.js'));
 const { loadManifest, blockDigestMatches } = await import(web('manifest.js'));
 const { swarmKey, Coordinator } = await import(web('coordinator.js'));
-const { fetchRange } = await import(web('resource.js'));
+const { fetchRange } = await import(web('origin.js'));
 const { SwarmClient, SwarmRequest, DEFAULTS } = await import(web('swarmcoord.js'));
 
 let dir;
