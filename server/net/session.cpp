@@ -34,8 +34,33 @@ constexpr auto http_timeout = std::chrono::seconds(30);
 constexpr std::string_view server_name = "swarmcoord";
 constexpr auto wt_index = static_cast<std::size_t>(metrics::protocol::webtorrent);
 constexpr auto native_index = static_cast<std::size_t>(metrics::protocol::native);
-// flat_buffer keeps its largest size; idle connections should not keep a 64 KiB buffer.
-constexpr std::size_t read_buffer_keep = 8192;
+// flat_buffer keeps its largest size. Most connections are idle most of the time, so the
+// buffer is given back after every message (a malloc per message costs far less than 1-2 KiB
+// per idle connection, times hundreds of thousands).
+constexpr std::size_t read_buffer_keep = 0;
+constexpr std::size_t first_read_bytes = 128;
+
+// The write queue: a vector with a moving head, allocated only while messages wait (an
+// empty std::deque already holds a 512-byte block), and given back once drained.
+class outbound_queue {
+ public:
+  bool empty() const { return head_ == items_.size(); }
+  outbound& front() { return items_[head_]; }
+  void push_back(outbound&& m) { items_.push_back(std::move(m)); }
+  void pop_front() {
+    items_[head_++] = outbound{};
+    if (head_ == items_.size()) clear();
+  }
+  void clear() {
+    items_.clear();
+    head_ = 0;
+    if (items_.capacity() > 4) items_.shrink_to_fit();
+  }
+
+ private:
+  std::vector<outbound> items_;
+  std::size_t head_ = 0;
+};
 
 template <class... Ts>
 struct overloaded : Ts... {
@@ -126,13 +151,21 @@ class ws_session final : public connection, public std::enable_shared_from_this<
   connection_id id() const override { return id_; }
 
  private:
+  // A pending read holds the buffer space it prepared for as long as the connection is idle:
+  // the first read of a message prepares only a little, the rest of the message gets more.
   void do_read() {
-    ws_.async_read(buffer_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+    ws_.async_read_some(buffer_, first_read_bytes, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
       self->on_read(ec);
     });
   }
 
   void on_read(beast::error_code ec) {
+    if (!ec && !ws_.is_message_done()) {
+      ws_.async_read_some(buffer_, 0, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+        self->on_read(ec);
+      });
+      return;
+    }
     if (ec) {
       if (ec == websocket::error::message_too_big) {
         // Labelled after the decoder's reasons, as main.cpp lists them.
@@ -150,7 +183,7 @@ class ws_session final : public connection, public std::enable_shared_from_this<
     if (kind_ == metrics::protocol::native) on_native_message(std::string_view(data, buffer_.size()));
     else on_message(std::string_view(data, buffer_.size()));
     buffer_.consume(buffer_.size());
-    if (buffer_.capacity() > read_buffer_keep) buffer_.shrink_to_fit();
+    if (buffer_.capacity() > read_buffer_keep) buffer_ = beast::flat_buffer{};
     if (closing_) return;
     if (const auto wait = take_token(); wait.count() > 0) return pause_reading(wait);
     do_read();
@@ -445,7 +478,7 @@ class ws_session final : public connection, public std::enable_shared_from_this<
   bool writing_ = false;
   bool closing_ = false;
   std::optional<websocket::close_code> close_code_;
-  std::deque<outbound> queue_;
+  outbound_queue queue_;
   std::size_t queued_bytes_ = 0;
   unsigned errors_in_row_ = 0;
   double tokens_ = 0;  // set to a full bucket in run()
