@@ -85,6 +85,22 @@ void close_stream(plain_stream& s) {
 }
 void close_stream(tls_stream& s) { beast::get_lowest_layer(s).close(); }
 
+// The layer under a WebSocket: for plain connections the bare socket, since beast::tcp_stream's
+// timers cost about half a KiB per connection and work on every read and write, and the
+// WebSocket stream keeps its own timeouts; for TLS connections the TLS stream as it was.
+tcp::socket ws_layer(plain_stream&& s) { return s.release_socket(); }
+tls_stream ws_layer(tls_stream&& s) { return std::move(s); }
+template <class S>
+using ws_layer_t = decltype(ws_layer(std::declval<S&&>()));
+
+template <class Layer>
+void close_lowest(Layer& s) {
+  boost::system::error_code ec;
+  auto& lowest = beast::get_lowest_layer(s);
+  if constexpr (std::is_same_v<std::decay_t<decltype(lowest)>, tcp::socket>) lowest.close(ec);
+  else lowest.close();
+}
+
 // ---------------------------------------------------------------- WebSocket session
 template <class Stream>
 class ws_session final : public connection, public std::enable_shared_from_this<ws_session<Stream>> {
@@ -106,7 +122,8 @@ class ws_session final : public connection, public std::enable_shared_from_this<
     ++c.connections[static_cast<std::size_t>(kind_)];
     ++c.connections_accepted;
 
-    beast::get_lowest_layer(ws_).expires_never();  // the websocket timeouts take over
+    if constexpr (!std::is_same_v<Stream, tcp::socket>)
+      beast::get_lowest_layer(ws_).expires_never();  // the websocket timeouts take over
     websocket::stream_base::timeout t{};
     t.handshake_timeout = std::chrono::seconds(30);
     t.idle_timeout = std::chrono::seconds(rt_.cfg().server.idle_timeout_s);
@@ -443,7 +460,7 @@ class ws_session final : public connection, public std::enable_shared_from_this<
 
   void abort() {
     closing_ = true;
-    beast::get_lowest_layer(ws_).close();
+    close_lowest(ws_);
   }
 
   // Runs once, when the connection ends for whatever reason: the shards that saw this
@@ -561,7 +578,7 @@ class http_session final : public std::enable_shared_from_this<http_session<Stre
     }
     auto client = swarm::client_address(peer_, forwarded_for, req[http::field::forwarded],
                                         rt_->cfg().server.trusted_proxies);
-    std::make_shared<ws_session<Stream>>(std::move(stream_), *worker_, *rt_,
+    std::make_shared<ws_session<ws_layer_t<Stream>>>(ws_layer(std::move(stream_)), *worker_, *rt_,
                                          native ? metrics::protocol::native : metrics::protocol::webtorrent, client)
         ->run(std::move(req));
   }
