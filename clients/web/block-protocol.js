@@ -51,7 +51,7 @@ export function decodeFrame(data, blocks) {
     switch (msg.t) {
       case 'bitfield':
         if (typeof msg.have !== 'string') throw new ProtocolError('bitfield without have');
-        return { t: 'bitfield', have: msg.have };
+        return typeof msg.client === 'string' ? { t: 'bitfield', have: msg.have, client: msg.client } : { t: 'bitfield', have: msg.have };
       case 'have':
         if (!Array.isArray(msg.blocks)) throw new ProtocolError('have without blocks');
         return { t: 'have', blocks: msg.blocks.map(index) };

@@ -18,6 +18,8 @@ export class Neighbor {
     this.bitfield = null;
     this.inFlight = new Map();   // block → { buffer, received, timer }: what we asked of it
     this.cancelled = new Map();  // block → { received, at }: cancelled, chunks may still come
+    this.timeouts = [];          // when its recent requests missed their deadline
+    this.missed = 0;             // deadlines missed since its last delivered block
     this.queue = [];             // blocks it asked of us, in order
     this.serving = false;
     this.current = -1;           // the block being read or sent to it now
@@ -52,9 +54,10 @@ export class Neighbor {
   // neighbour has missed too many deadlines lately.
   noteCancelled(block, received, timeoutMs) {
     const now = Date.now();
-    for (const [b, c] of this.cancelled) if (now - c.at > CANCEL_WINDOW_FACTOR * timeoutMs) this.cancelled.delete(b);
+    this.timeouts = this.timeouts.filter((at) => now - at <= CANCEL_WINDOW_FACTOR * timeoutMs);
+    this.timeouts.push(now);
     this.cancelled.set(block, { received, at: now });
-    return this.cancelled.size <= MAX_RECENT_TIMEOUTS;
+    return this.timeouts.length <= MAX_RECENT_TIMEOUTS;
   }
 
   // A chunk of a block we cancelled: fine if it continues where the block was, in order.

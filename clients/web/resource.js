@@ -30,6 +30,7 @@ export class Resource {
     this.availability = new Uint16Array(this.blocks);  // open neighbours holding each block
     this.links = new Map();           // peer id → Neighbor
     this.banned = new Set();          // peer ids and client ids of neighbours we dropped for misbehaving
+    this.bannedCount = 0;             // neighbours dropped so far (stats().badPeers)
     this.pendingBadPeers = [];        // corrupt senders not reported to the coordinator yet
     this.httpInFlight = 0;
     this.rangeConfirmed = false;      // the origin answered a Range request with a 206
@@ -38,7 +39,7 @@ export class Resource {
     this.httpTimer = setTimeout(() => this.pump(), this.options.p2pWaitMs + 1);
     // Neighbours that hold blocks but never deliver (or answer `busy` forever) must not stall
     // us: after requestTimeoutMs without any block arriving, the origin takes what is left.
-    this.lastProgressAt = Date.now();
+    this.startedAt = Date.now();
     this.stalled = false;
     this.watchdog = setInterval(() => this.checkProgress(), WATCHDOG_MS);
     this.originAbort = new AbortController();
@@ -158,6 +159,7 @@ export class Resource {
 
   // Drops a misbehaving neighbour for good (in this resource), under both of its names.
   ban(n, reason) {
+    if (!this.banned.has(n.peerId)) this.bannedCount++;
     this.banned.add(n.peerId);
     if (n.clientId) this.banned.add(n.clientId);
     n.close(reason);
@@ -176,7 +178,8 @@ export class Resource {
     switch (msg.t) {
       case 'bitfield': {
         if (n.bitfield) throw new ProtocolError('second bitfield');
-        try { n.bitfield = Bitfield.fromBase64(this.blocks, msg.have); } catch (e) { throw new ProtocolError(e.message); }
+        let bf;
+        try { bf = Bitfield.fromBase64(this.blocks, msg.have); } catch (e) { throw new ProtocolError(e.message); }
         if (typeof msg.client === 'string' && msg.client.length <= 64) {
           n.clientId = msg.client;
           if (this.banned.has(n.clientId)) return this.ban(n, 'dropped earlier under another peer id');
@@ -184,6 +187,7 @@ export class Resource {
           // newer link replaces it.
           for (const other of this.links.values()) if (other !== n && other.clientId === n.clientId) other.close('replaced by a newer link to the same client');
         }
+        n.bitfield = bf;
         for (let i = 0; i < this.blocks; i++) if (n.bitfield.has(i)) this.availability[i]++;
         break;
       }
@@ -249,6 +253,9 @@ export class Resource {
     this.requested.delete(block);
     if (this.closed || this.have.has(block)) return;
     this.stats.p2pBytes += bytes.length;
+    this.lastPeerProgressAt = Date.now();
+    n.missed = 0;
+    this.stalled = false;
     this.complete(block, bytes);
     this.pump();
   }
@@ -259,7 +266,8 @@ export class Resource {
     if (this.closed || this.failure) return;
     for (const n of this.links.values()) {
       if (!n.open || !n.bitfield) continue;
-      while (n.inFlight.size < this.options.requestsPerNeighbor) {
+      // A neighbour that missed a deadline gets one request at a time until it delivers.
+      while (n.inFlight.size < (n.missed ? 1 : this.options.requestsPerNeighbor)) {
         const block = this.rarestFrom(n);
         if (block < 0) break;
         this.requestFromPeer(n, block);
@@ -300,6 +308,7 @@ export class Resource {
       if (n.inFlight.get(block) !== req) return;
       this.log('debug', `block ${block} from ${n.peerId} timed out`);
       n.send(encodeControl({ t: 'cancel', block }));
+      n.missed++;
       this.releaseRequest(n, block, req, true);
       if (!n.noteCancelled(block, req.received, this.options.requestTimeoutMs)) this.ban(n, 'misses too many deadlines');
       this.pump();
@@ -319,7 +328,7 @@ export class Resource {
 
   checkProgress() {
     if (this.have.complete || this.closed || this.stalled) return;
-    if (Date.now() - this.lastProgressAt < Math.max(this.options.requestTimeoutMs, this.options.p2pWaitMs)) return;
+    if (Date.now() - (this.lastPeerProgressAt ?? this.startedAt) < Math.max(this.options.requestTimeoutMs, this.options.p2pWaitMs)) return;
     this.log('info', `no block arrived for ${this.options.requestTimeoutMs} ms: the origin takes what is left of ${this.url}`);
     this.stalled = true;
     this.pump();
@@ -391,8 +400,6 @@ export class Resource {
     this.have.set(block);
     this.haveBytes += bytes.length;
     this.peerFailed.delete(block);
-    this.lastProgressAt = Date.now();
-    this.stalled = false;
     this.announce(block);
     // A listener's exception is the caller's business, not a failure of the download.
     for (const fn of this.progressListeners) {
@@ -421,7 +428,7 @@ export class Resource {
   publicStats() {
     let neighbors = 0;
     for (const n of this.links.values()) if (n.open) neighbors++;
-    return { ...this.stats, neighbors, blocks: this.blocks, haveBlocks: this.have.count, badPeers: this.banned.size };
+    return { ...this.stats, neighbors, blocks: this.blocks, haveBlocks: this.have.count, badPeers: this.bannedCount };
   }
 
   close() {

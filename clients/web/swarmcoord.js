@@ -75,6 +75,7 @@ export class SwarmClient {
       const head = m ? { size: m.size, contentType: null } : await probeSize(this.fetchImpl, absolute);
       signal?.throwIfAborted();
       resource = this.resources.get(key);  // another fetch of the same URL may have won the race
+      if (resource && m && !resource.manifest) throw new Error(`${absolute} is already being fetched without a manifest; release() it first`);
       if (!resource) {
         resource = new Resource({
           client: this, key, url: absolute, size: head.size, blockSize: m ? m.blockSize : this.options.blockSize,

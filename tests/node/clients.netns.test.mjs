@@ -337,16 +337,30 @@ describe('reference clients over WebRTC', () => {
     assert.equal(lost.opened, true);
     assert.equal(lost.code, 1006, 'an abnormal close');
     const gaps = [failed[0].at - lost.closedAt, failed[1].at - failed[0].closedAt];
-    // (lower bounds exact up to timer rounding; upper bounds with room for a loaded machine)
-    assert.ok(gaps[0] >= 120 && gaps[0] <= 250 + 400, `first retry after ${gaps[0]} ms, not in [125, 250]`);
-    assert.ok(gaps[1] >= 245 && gaps[1] <= 500 + 400, `second retry after ${gaps[1]} ms, not in [250, 500]`);
+    // Lower bounds only (exact up to timer rounding): a timer never fires early, but a loaded
+    // machine may fire it late by any amount, so an upper bound would test the machine.
+    assert.ok(gaps[0] >= 120, `first retry after ${gaps[0]} ms, sooner than the backoff's 125 ms`);
+    assert.ok(gaps[1] >= 245, `second retry after ${gaps[1]} ms, sooner than the backoff's 250 ms`);
 
+    let downloadedAt = null;
+    download.then(() => { downloadedAt = Date.now(); }, () => {});
     const d2 = await startDaemon(['--set', `server.listen=${d1.public}`]);
+    const d2UpAt = Date.now();
     const bytes = new Uint8Array(await (await download).arrayBuffer());
     const fstats = fetcher.stats(res.url);
     assertWhole(res, bytes, fstats, 'download across the outage');
-    assert.equal(fstats.p2pBytes, res.size, 'all of it over the data channel opened before the outage');
-    assert.equal(origin.bytesFor(res.path), 0);
+    // The blocks kept coming from the seed across the outage — over the data channel opened
+    // before it, or over the one that replaces it once both have re-joined (a newer link to the
+    // same client id closes the older one). The origin may serve only blocks whose request
+    // passed its deadline (requestTimeoutMs, 8 s) on a loaded machine, each of them logged: at
+    // most one round of requests in flight. A stall of the whole download (the watchdog) fails.
+    const timeouts = fetcher.logs.filter((l) => /^debug block \d+ from \w+ timed out$/.test(l));
+    assert.deepEqual(fetcher.logs.filter((l) => /no block arrived/.test(l)), [], 'the download never stalled');
+    assert.ok(fstats.httpBytes <= timeouts.length * BLOCK,
+      `the origin served ${fstats.httpBytes} B, but only ${timeouts.length} request(s) timed out:\n${fetcher.logs.join('\n')}`);
+    assert.ok(fstats.p2pBytes >= res.size - BLOCK * Math.min(timeouts.length, 4), `p2p ${fstats.p2pBytes} of ${res.size} B`);
+    assert.equal(origin.bytesFor(res.path), fstats.httpBytes);
+    if (timeouts.length) note(`(d) ${timeouts.length} request(s) timed out during the outage: ${fstats.httpBytes} B from the origin`);
 
     // Both clients are members of the new daemon's swarm (the seed with have=all).
     const welcome2 = await seeder.ready();
@@ -354,7 +368,7 @@ describe('reference clients over WebRTC', () => {
     assert.equal(seeder.coordinator.attempt, 0, 'the backoff resets after a welcome');
     assert.equal(seeder.coordinator.peerId, welcome2.peer_id);
     const reconnectMs = seedRec.attempts.find((a, i) => i > 0 && a.opened).at - lost.closedAt;
-    note(`(d) kill -9 at ${mib(killed.loaded)} of ${mib(res.size)}: download finished over the old channel; seed retries after ${gaps.join(', ')} ms; reconnected after ${reconnectMs} ms (peer id ${welcome1.peer_id} → ${welcome2.peer_id})`);
+    note(`(d) kill -9 at ${mib(killed.loaded)} of ${mib(res.size)}: download finished ${downloadedAt < d2UpAt ? 'during the outage' : 'after the restart'}; seed retries after ${gaps.join(', ')} ms; reconnected after ${reconnectMs} ms (peer id ${welcome1.peer_id} → ${welcome2.peer_id})`);
 
     // A graceful restart: 1001, then the same again with a third daemon on the same port.
     const opened = seedRec.attempts.length;
@@ -370,7 +384,7 @@ describe('reference clients over WebRTC', () => {
     const { stats, bytes: late, stderr } = await cliFetch(res, native(d3), { label: 'late fetch' });
     assertWhole(res, late, stats, 'late fetch');
     assert.ok(stats.p2pBytes >= 0.9 * res.size, `late fetch: only ${stats.p2pBytes} B from peers\n${stderr}`);
-    assert.equal(origin.bytesFor(res.path), stats.httpBytes);
+    assert.equal(origin.bytesFor(res.path) - fstats.httpBytes, stats.httpBytes);
     const up1 = seeder.stats(res.url).uploadedBytes + fetcher.stats(res.url).uploadedBytes;
     assert.equal(up1 - up0, stats.p2pBytes, 'what the in-process peers uploaded is what the new peer got from peers');
     await swarmStats(d3, handle.key, (s) => s.p2p_bytes >= stats.p2pBytes, 'the late fetch reported to the third daemon');
@@ -601,6 +615,8 @@ describe('reference clients over WebRTC', () => {
     });
   });
 
+  // With requestTimeoutMs 1 every request times out; the late chunks of cancelled blocks
+  // keep arriving long after 4 × requestTimeoutMs and must still be drained, not punished.
   it('(i) a neighbour whose request timed out is not dropped for the chunks already on their way', T, async () => {
     const d = await startDaemon();
     const res = await resource('i.bin', 1048576);
