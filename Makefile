@@ -43,7 +43,7 @@ image-test:
 	deploy/install-deps.sh image
 	deploy/image-test.sh
 
-bench: build-all
+bench: build-all node-deps
 	bench/compare.sh
 
 clean:

@@ -8,6 +8,10 @@ namespace swarmcoord::net {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
+namespace {
+constexpr int accept_batch = 32;
+}
+
 listener::listener(tcp::acceptor&& acceptor, factory on_accept)
     : acceptor_(std::move(acceptor)), on_accept_(std::move(on_accept)), backoff_(acceptor_.get_executor()) {}
 
@@ -26,11 +30,21 @@ tcp::acceptor listener::bind(asio::any_io_executor ex, const tcp::endpoint& at, 
 
 tcp::endpoint listener::local_endpoint() const { return acceptor_.local_endpoint(); }
 
-void listener::start() { do_accept(); }
+void listener::start() {
+  // The batch in do_accept() accepts synchronously, which must never block.
+  acceptor_.non_blocking(true);
+  do_accept();
+}
 
 void listener::stop() {
   boost::system::error_code ec;
   acceptor_.close(ec);
+}
+
+void listener::admit(tcp::socket socket) {
+  boost::system::error_code ec;
+  socket.set_option(tcp::no_delay(true), ec);
+  on_accept_(std::move(socket));
 }
 
 void listener::do_accept() {
@@ -46,9 +60,16 @@ void listener::do_accept() {
       });
       return;
     } else {
-      boost::system::error_code opt_ec;
-      socket.set_option(tcp::no_delay(true), opt_ec);
-      self->on_accept_(std::move(socket));
+      self->admit(std::move(socket));
+      // Take what else waits in the backlog now: one accept per pass through a busy worker's
+      // queue of handlers lets new clients in far too slowly (a reconnect storm, say).
+      for (int i = 0; i < accept_batch; ++i) {
+        tcp::socket more(self->acceptor_.get_executor());
+        boost::system::error_code more_ec;
+        self->acceptor_.accept(more, more_ec);
+        if (more_ec) break;  // would_block: the backlog is empty
+        self->admit(std::move(more));
+      }
     }
     self->do_accept();
   });

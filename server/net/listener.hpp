@@ -24,6 +24,7 @@ class listener : public std::enable_shared_from_this<listener> {
 
  private:
   void do_accept();
+  void admit(boost::asio::ip::tcp::socket socket);
   boost::asio::ip::tcp::acceptor acceptor_;
   factory on_accept_;
   boost::asio::steady_timer backoff_;
