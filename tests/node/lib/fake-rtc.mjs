@@ -475,3 +475,24 @@ export function seeder(data, { blockSize, client, onRequest } = {}) {
 }
 
 export function blockOf(data, blockSize, i) { return data.subarray(i * blockSize, Math.min((i + 1) * blockSize, data.length)); }
+
+// An origin in a function: serves `bytes` for Range GETs and HEAD, records requests (with the
+// body bytes it sent); served() is their sum. GETs wait for `gate` (a promise) when given.
+export function fakeOrigin(bytes, { hang = false, gate = null } = {}) {
+  const requests = [];
+  const fetchImpl = async (url, init = {}) => {
+    const range = init.headers?.Range ?? null;
+    const r = { url, method: init.method ?? 'GET', range, bytes: 0 };
+    requests.push(r);
+    if (hang) return new Promise(() => {});
+    if (init.method === 'HEAD') return new Response(null, { status: 200, headers: { 'Content-Length': String(bytes.length), 'Content-Type': 'video/mp2t' } });
+    if (gate) await gate;
+    const m = /^bytes=(\d+)-(\d+)$/.exec(range ?? '');
+    if (!m) { r.bytes = bytes.length; return new Response(bytes, { status: 200 }); }
+    const [s, e] = [Number(m[1]), Number(m[2])];
+    r.bytes = e + 1 - s;
+    return new Response(bytes.slice(s, e + 1), { status: 206, headers: { 'Content-Range': `bytes ${s}-${e}/${bytes.length}` } });
+  };
+  const served = () => requests.reduce((n, r) => n + r.bytes, 0);
+  return { fetchImpl, requests, served };
+}

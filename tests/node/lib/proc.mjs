@@ -1,6 +1,10 @@
 // Process and metrics helpers for the integration suites: run the binary once and collect its
 // output, read every metric sample of one /metrics scrape, poll a condition with a bound.
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { binary, daemonEnv } from './daemon.mjs';
 
 // Runs the binary to completion; resolves { code, signal, stdout, stderr }. The environment is
@@ -61,5 +65,18 @@ export async function until(check, { timeoutMs = 5000, intervalMs = 25, what = '
     if (last) return last;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+// The manifest `swarmcoord manifest` writes for these bytes, parsed.
+export async function manifestOf(bytes, blockSize) {
+  const file = path.join(os.tmpdir(), `swarmcoord-mf-${randomUUID()}`);
+  fs.writeFileSync(file, bytes);
+  try {
+    const r = await runBinary(['manifest', file, '--block-size', String(blockSize)]);
+    if (r.code !== 0) throw new Error(`swarmcoord manifest exited with ${r.code}: ${r.stderr}`);
+    return JSON.parse(r.stdout);
+  } finally {
+    fs.rmSync(file, { force: true });
   }
 }
