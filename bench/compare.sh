@@ -4,7 +4,7 @@
 # everything and runs it.
 #
 # Throughput: build/bench/loadgen, pinned to CPU 0, runs the same WebTorrent workload (see
-# loadgen.cpp: 2,000 connections, 10 offers per announce, answers for every offer, closed loop)
+# loadgen/main.cpp: 2,000 connections, 10 offers per announce, answers for every offer, closed loop)
 # against
 #   (a) swarmcoord with one worker thread, pinned to CPU 1
 #   (b) the reference tracker (bench/reference-tracker.mjs, Node), pinned to CPU 1
