@@ -245,8 +245,10 @@ export class Resource {
       this.pendingBadPeers.push(n.peerId);
       this.requested.delete(block);
       this.peerFailed.add(block);
-      this.ban(n, 'sent a corrupt block');
+      // Report first, then drop: the coordinator can only act on the report while the
+      // accused is still a member, and closing the channel may make it go at once.
       this.sendReport();
+      this.ban(n, 'sent a corrupt block');
       this.pump();
       return;
     }
