@@ -1,22 +1,30 @@
 #include "protocol/json_limits.hpp"
 
+#include <cstring>
+
 namespace swarmcoord::protocol {
 namespace {
 
 // Deepest bracket nesting outside strings. A linear pre-scan is far cheaper than letting a
-// hostile "[[[[…" build (and later destroy) thousands of nested values.
+// hostile "[[[[…" build (and later destroy) thousands of nested values. Strings (most of a
+// message: SDP text) are skipped with memchr to their closing quote, the one not preceded by
+// an odd run of backslashes.
 std::size_t nesting_depth(std::string_view text, std::size_t stop_at) {
   std::size_t depth = 0, deepest = 0;
-  bool in_string = false, escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
-      continue;
-    }
-    switch (c) {
-      case '"': in_string = true; break;
+  const char* p = text.data();
+  const char* const end = p + text.size();
+  while (p < end) {
+    switch (*p++) {
+      case '"':
+        for (;;) {
+          const auto* quote = static_cast<const char*>(std::memchr(p, '"', static_cast<std::size_t>(end - p)));
+          if (!quote) return deepest;  // unterminated: the parser says so
+          std::size_t backslashes = 0;
+          for (const char* b = quote; b > p && b[-1] == '\\'; --b) ++backslashes;
+          p = quote + 1;
+          if (backslashes % 2 == 0) break;
+        }
+        break;
       case '[': case '{':
         if (++depth > deepest && (deepest = depth) > stop_at) return deepest;
         break;
