@@ -253,7 +253,10 @@ describe('hostile framing', () => {
   it('answers binary frames of random garbage with a valid UTF-8 error reply', async () => {
     const s = await scene();
     for (let i = 0; i < 20; i++) {
-      await s.bad.send(crypto.randomBytes(1 + Math.floor(Math.random() * 2000)));
+      // Its first byte above 0x7f: random bytes may otherwise happen to be valid JSON ("7").
+      const garbage = crypto.randomBytes(1 + Math.floor(Math.random() * 2000));
+      garbage[0] |= 0x80;
+      await s.bad.send(garbage);
       const r = await errorOrClose(s.bad, 'a binary frame');
       // The ws client fails a connection on a text frame that is not UTF-8: a 'closed' here
       // with code 1006 means the daemon sent one.
