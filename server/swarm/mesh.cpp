@@ -457,6 +457,7 @@ void mesh::on_report(const member_info& who, const nv::report& r, std::vector<me
   // Corrupt blocks: unlink the pair for good; the reporter is refilled with someone else.
   if (r.bad_peers.empty()) return;
   change_set changes;
+  bool unlinked = false;
   for (auto bad : r.bad_peers) {
     auto it = s->by_id.find(bad);
     if (it == s->by_id.end() || it->second == slot) continue;  // a stranger, or itself
@@ -468,6 +469,7 @@ void mesh::on_report(const member_info& who, const nv::report& r, std::vector<me
     }
     if (linked(*s, slot, it->second)) {
       disconnect(*s, slot, it->second, changes);
+      unlinked = true;
       // The accused may be honest (the reporter may lie): it gets its slot filled again.
       member& accused = s->slots[it->second];
       if (!accused.dirty) {
@@ -476,6 +478,9 @@ void mesh::on_report(const member_info& who, const nv::report& r, std::vector<me
       }
     }
   }
+  // Only a lost link is worth a re-plan: reports naming peers it is not linked to (repeated,
+  // or strangers) cost no planning work, however often a client sends them.
+  if (!unlinked) return;
   plan(*s, slot, changes);
   flush(*s, changes, out);
 }

@@ -716,6 +716,10 @@ TEST_CASE("mesh: a peer reported for corrupt blocks is unlinked from the reporte
     }
   CHECK(told_reporter);
   CHECK(told_reported);
+  // Naming it again (no link left) is counted but changes nothing and sends nothing.
+  w.report(10, r);
+  CHECK(w.m.counters().bad_peer_reports == 2);
+  CHECK(w.out.empty());
   // Neither a re-plan of the reporter nor one of the reported peer links them again.
   w.join_empty(10);
   w.drain();
