@@ -117,8 +117,18 @@ export class PeerLink {
     this.open = false;
     clearTimeout(this.connectTimer);
     clearTimeout(this.disconnectTimer);
-    try { this.channel?.close(); } catch { /* already closing */ }
-    try { this.pc.close(); } catch { /* already closed */ }
+    // Handlers go first, so nothing of ours runs on a closing connection; the connection
+    // itself is closed on a later turn of the event loop, never from inside one of its own
+    // callbacks (where native WebRTC stacks such as @roamhq/wrtc have crashed).
+    for (const target of [this.pc, this.channel]) {
+      if (!target) continue;
+      for (const h of ['onicecandidate', 'onconnectionstatechange', 'ondatachannel', 'onopen', 'onmessage', 'onclose', 'onbufferedamountlow']) target[h] = null;
+    }
+    const { channel, pc } = this;
+    setTimeout(() => {
+      try { channel?.close(); } catch { /* already closing */ }
+      try { pc.close(); } catch { /* already closed */ }
+    }, 0);
     this.events.onClose(this, reason);
   }
 }
