@@ -28,6 +28,9 @@ class connection {
   virtual void send(outbound message) = 0;
   // Closes with 1001 (going away): the client should reconnect, to another instance.
   virtual void close_going_away() = 0;
+  // Called about once a second with the monotonic time: keep-alive pings, idle and close
+  // deadlines. One sweep per worker costs far less than a timer per connection.
+  virtual void tick(std::int64_t now_ms) = 0;
   virtual metrics::protocol kind() const = 0;
   virtual connection_id id() const = 0;
 };

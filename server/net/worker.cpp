@@ -1,5 +1,7 @@
 #include "server/net/worker.hpp"
 
+#include <algorithm>
+
 #include <boost/asio/post.hpp>
 
 #include "server/net/runtime.hpp"
@@ -122,11 +124,26 @@ void worker::handle_peer_gone(swarm::nv::peer_id id) {
 void worker::start_housekeeping() {
   schedule_expiry();
   schedule_replan();
+  schedule_keepalive();
 }
 
 void worker::stop_housekeeping() {
   expiry_timer_.cancel();
   replan_timer_.cancel();
+  keepalive_timer_.cancel();
+}
+
+void worker::schedule_keepalive() {
+  // A quarter of the idle timeout, at most a second: pings go out close to half of it.
+  const auto idle = std::chrono::milliseconds(std::int64_t{runtime_.cfg().server.idle_timeout_s} * 1000);
+  keepalive_timer_.expires_after(std::clamp(idle / 4, std::chrono::milliseconds(100), std::chrono::milliseconds(1000)));
+  keepalive_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    const auto now = monotonic_ms();
+    // tick() may close a connection, which unregisters it later, never during this loop.
+    for (auto& [id, c] : connections_) c->tick(now);
+    schedule_keepalive();
+  });
 }
 
 void worker::schedule_replan() {

@@ -71,6 +71,7 @@ class worker {
   void route(std::vector<swarm::mesh_outgoing>& out);
   void schedule_expiry();
   void schedule_replan();
+  void schedule_keepalive();
   // Delivers here at once, or queues for the owning worker's batch (sent by post_batches).
   void dispatch(connection_id to, outbound&& m);
   void post_batches();
@@ -89,6 +90,7 @@ class worker {
   std::unordered_map<connection_id, connection*> connections_;
   std::uint64_t next_sequence_ = 1;
   boost::asio::steady_timer expiry_timer_{io_};
+  boost::asio::steady_timer keepalive_timer_{io_};
   std::vector<swarm::outgoing> scratch_;
   // Deliveries for other workers, batched per target and posted once per handled message.
   std::vector<std::vector<std::pair<connection_id, outbound>>> remote_batches_;
