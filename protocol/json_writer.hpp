@@ -26,6 +26,12 @@ inline void append_uint(std::string& out, std::uint64_t v) {
   out.append(buf, end);
 }
 
+inline void append_int(std::string& out, std::int64_t v) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, end);
+}
+
 // At most `limit` bytes of text, cut before a UTF-8 continuation byte, with "…" when cut.
 inline std::string shorten_utf8(std::string_view text, std::size_t limit) {
   if (text.size() <= limit) return std::string(text);

@@ -1,32 +1,139 @@
 #include "protocol/webtorrent.hpp"
 
+#include <algorithm>
+#include <bit>
 #include <charconv>
+#include <cmath>
 
+#include <simdjson.h>
+
+#include "protocol/json_escape.hpp"
 #include "protocol/json_limits.hpp"
 #include "protocol/json_writer.hpp"
 
 namespace swarmcoord::protocol::webtorrent {
 namespace {
 
-using nlohmann::json;
+namespace dom = simdjson::dom;
+using field = std::optional<dom::element>;
 
-std::optional<binary_id> id_field(const json& obj, const char* key) {
-  auto it = obj.find(key);
-  if (it == obj.end() || !it->is_string()) return std::nullopt;
-  return decode_binary_id(it->get_ref<const std::string&>());
+// ---- writing JSON by hand: faster than building a value for every outgoing message
+
+// encode_binary_id, written straight out (every reply carries ids: no temporary string).
+void append_id(std::string& out, const binary_id& id) {
+  char utf8[2 * binary_id::size];
+  std::size_t n = 0;
+  for (std::uint8_t b : id.bytes) {
+    if (b < 0x80) {
+      utf8[n++] = static_cast<char>(b);
+    } else {
+      utf8[n++] = static_cast<char>(0xC0 | (b >> 6));
+      utf8[n++] = static_cast<char>(0x80 | (b & 0x3F));
+    }
+  }
+  append_escaped(out, std::string_view(utf8, n));
 }
 
-bool present(const json& obj, const char* key) {
-  auto it = obj.find(key);
-  return it != obj.end() && !it->is_null();
+// The shortest text that reads back as the same double, kept a float (100.0, not 100); JSON
+// has no infinities or NaN, so those are written as JSON.stringify writes them: null.
+void append_double(std::string& out, double v) {
+  if (!std::isfinite(v)) {
+    out.append("null");
+    return;
+  }
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, end);
+  if (std::string_view(buf, end).find_first_of(".e") == std::string_view::npos) out.append(".0");
 }
 
-std::optional<announce_event> parse_event(const json& obj, bool& valid) {
+// A parsed value as minified JSON: keys in their order, duplicates kept, UTF-8 as is.
+// Recursion is bounded by the parser's depth limit. (The getters cannot fail: the type is
+// checked first.)
+void append_json(std::string& out, dom::element e) {
+  switch (e.type()) {
+    case dom::element_type::OBJECT: {
+      out.push_back('{');
+      bool first = true;
+      const dom::object obj = e.get_object().value_unsafe();
+      for (dom::key_value_pair kv : obj) {
+        if (!first) out.push_back(',');
+        first = false;
+        append_escaped(out, kv.key);
+        out.push_back(':');
+        append_json(out, kv.value);
+      }
+      out.push_back('}');
+      break;
+    }
+    case dom::element_type::ARRAY: {
+      out.push_back('[');
+      bool first = true;
+      const dom::array list = e.get_array().value_unsafe();
+      for (dom::element v : list) {
+        if (!first) out.push_back(',');
+        first = false;
+        append_json(out, v);
+      }
+      out.push_back(']');
+      break;
+    }
+    case dom::element_type::STRING: append_escaped(out, e.get_string().value_unsafe()); break;
+    case dom::element_type::INT64: append_int(out, e.get_int64().value_unsafe()); break;
+    case dom::element_type::UINT64: append_uint(out, e.get_uint64().value_unsafe()); break;
+    case dom::element_type::DOUBLE: append_double(out, e.get_double().value_unsafe()); break;
+    case dom::element_type::BOOL: out.append(e.get_bool().value_unsafe() ? "true" : "false"); break;
+    case dom::element_type::NULL_VALUE: out.append("null"); break;
+  }
+}
+
+// What the server relays: the value as minified text. SDP objects are mostly one string, so
+// the first guess of the size saves most regrowing.
+json_text text_of(dom::element e) {
+  json_text t;
+  t.text.reserve(256);
+  append_json(t.text, e);
+  return t;
+}
+
+// ---- reading
+
+// Parses and fully validates a message (syntax, UTF-8, number ranges, depth) with a parser
+// kept per thread: its buffers are reused, growing to the largest message seen. The result
+// points into the parser, so it is valid until this thread parses again.
+simdjson::simdjson_result<dom::element> parse(std::string_view text) {
+  // simdjson refuses max_depth levels or more, not counting an innermost empty container.
+  // So, as with parse_untrusted_json, 32 levels of objects or arrays pass and 33 do not
+  // (33 whose innermost is empty, [[…[]…]], pass too: harmless).
+  static constexpr std::size_t max_depth = default_max_json_depth + 1;
+  thread_local dom::parser parser;
+  if (parser.capacity() < text.size() || parser.max_depth() != max_depth) {
+    // In powers of two, so that ever-longer messages cost only a few reallocations.
+    const std::size_t capacity = std::bit_ceil(std::max<std::size_t>(text.size(), 4096));
+    if (auto err = parser.allocate(capacity, max_depth)) return err;
+  }
+  return parser.parse(text.data(), text.size());  // copies the text into a padded buffer
+}
+
+std::string parse_error_message(simdjson::error_code err) {
+  if (err == simdjson::DEPTH_ERROR)
+    return "JSON nested deeper than " + std::to_string(default_max_json_depth) + " levels";
+  return std::string("JSON parse error: ") + simdjson::error_message(err);
+}
+
+std::optional<binary_id> id_of(const field& f) {
+  std::string_view s;
+  if (!f || f->get_string().get(s)) return std::nullopt;
+  return decode_binary_id(s);
+}
+
+bool present(const field& f) { return f && !f->is_null(); }
+
+std::optional<announce_event> parse_event(const field& f, bool& valid) {
   valid = true;
-  auto it = obj.find("event");
-  if (it == obj.end() || it->is_null()) return announce_event::none;
-  if (!it->is_string()) { valid = false; return std::nullopt; }
-  const auto& s = it->get_ref<const std::string&>();
+  if (!present(f)) return announce_event::none;
+  std::string_view s;
+  if (f->get_string().get(s)) { valid = false; return std::nullopt; }
   if (s == "started") return announce_event::started;
   if (s == "completed") return announce_event::completed;
   if (s == "stopped") return announce_event::stopped;
@@ -39,12 +146,12 @@ std::optional<announce_event> parse_event(const json& obj, bool& valid) {
 }
 
 // Like the reference's Number(params.left): a number or a numeric string.
-std::optional<double> parse_left(const json& obj) {
-  auto it = obj.find("left");
-  if (it == obj.end()) return std::nullopt;
-  if (it->is_number()) return it->get<double>();
-  if (it->is_string()) {
-    const auto& s = it->get_ref<const std::string&>();
+std::optional<double> parse_left(const field& f) {
+  if (!f) return std::nullopt;
+  double number = 0;
+  if (!f->get_double().get(number)) return number;  // integers convert too
+  std::string_view s;
+  if (!f->get_string().get(s)) {
     double v = 0;
     auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     if (ec == std::errc{} && end == s.data() + s.size()) return v;
@@ -52,116 +159,125 @@ std::optional<double> parse_left(const json& obj) {
   return std::nullopt;
 }
 
+// The top-level fields the decoder reads. Collected in one pass; a key given twice counts
+// the last time, as with JSON.parse in the reference tracker.
+struct request_fields {
+  field action, info_hash, peer_id, to_peer_id, offer_id, answer, event, left, offers;
+
+  explicit request_fields(dom::object obj) {
+    for (dom::key_value_pair kv : obj) {
+      const std::string_view k = kv.key;
+      if (k == "action") action = kv.value;
+      else if (k == "info_hash") info_hash = kv.value;
+      else if (k == "peer_id") peer_id = kv.value;
+      else if (k == "offers") offers = kv.value;
+      else if (k == "event") event = kv.value;
+      else if (k == "left") left = kv.value;
+      else if (k == "answer") answer = kv.value;
+      else if (k == "to_peer_id") to_peer_id = kv.value;
+      else if (k == "offer_id") offer_id = kv.value;
+    }
+  }
+};
+
 request_error error(error_reason reason, std::string message,
                     std::optional<binary_id> info_hash = std::nullopt,
                     std::string_view action = "announce") {
   return request_error{reason, std::move(message), info_hash, action};
 }
 
-client_message decode_announce(json& obj) {
-  auto info_hash = id_field(obj, "info_hash");
+// An offers entry to relay, or nullopt for one nobody could answer. The reference client's
+// own tests send {"fake_offer": …}: such entries are skipped, the announce still accepted.
+std::optional<offer> offer_of(dom::element entry) {
+  dom::object obj;
+  if (entry.get_object().get(obj)) return std::nullopt;
+  field offer_id, sdp;
+  for (dom::key_value_pair kv : obj) {
+    if (kv.key == "offer_id") offer_id = kv.value;
+    else if (kv.key == "offer") sdp = kv.value;
+  }
+  auto id = id_of(offer_id);
+  if (!id || !sdp || !sdp->is_object()) return std::nullopt;
+  return offer{*id, text_of(*sdp)};
+}
+
+client_message decode_announce(const request_fields& f) {
+  auto info_hash = id_of(f.info_hash);
   if (!info_hash) return error(error_reason::invalid_info_hash, "invalid info_hash");
-  auto peer_id = id_field(obj, "peer_id");
+  auto peer_id = id_of(f.peer_id);
   if (!peer_id) return error(error_reason::invalid_peer_id, "invalid peer_id", info_hash);
 
-  if (present(obj, "answer")) {
-    auto to_peer_id = id_field(obj, "to_peer_id");
+  if (present(f.answer)) {
+    auto to_peer_id = id_of(f.to_peer_id);
     if (!to_peer_id)
       return error(error_reason::invalid_to_peer_id,
                    "invalid `to_peer_id` (required with `answer`)", info_hash);
-    auto offer_id = id_field(obj, "offer_id");
+    auto offer_id = id_of(f.offer_id);
     if (!offer_id)
       return error(error_reason::invalid_offer_id,
                    "invalid `offer_id` (required with `answer`)", info_hash);
-    auto& sdp = obj["answer"];
-    if (!sdp.is_object())
+    if (!f.answer->is_object())
       return error(error_reason::invalid_offer_id, "invalid `answer` (must be an object)",
                    info_hash);
-    return answer{*info_hash, *peer_id, *to_peer_id, *offer_id, std::move(sdp)};
+    return answer{*info_hash, *peer_id, *to_peer_id, *offer_id, text_of(*f.answer)};
   }
 
   bool event_valid = true;
-  auto event = parse_event(obj, event_valid);
+  auto event = parse_event(f.event, event_valid);
   if (!event_valid) return error(error_reason::invalid_event, "invalid event", info_hash);
 
   announce a;
   a.info_hash = *info_hash;
   a.peer_id = *peer_id;
   a.event = *event;
-  a.left = parse_left(obj);
-  if (auto it = obj.find("offers"); it != obj.end() && it->is_array()) {
-    a.offers.reserve(it->size());
-    for (auto& entry : *it) {
-      // The reference client's own tests send {"fake_offer": …}: accept the announce, skip
-      // the offers nobody could answer.
-      std::optional<binary_id> offer_id;
-      if (entry.is_object()) offer_id = id_field(entry, "offer_id");
-      if (!offer_id || !entry.contains("offer") || !entry["offer"].is_object()) {
-        ++a.offers_skipped;
-        continue;
-      }
-      a.offers.push_back(offer{*offer_id, std::move(entry["offer"])});
+  a.left = parse_left(f.left);
+  dom::array offers;
+  if (f.offers && !f.offers->get_array().get(offers)) {
+    a.offers.reserve(offers.size());
+    for (dom::element entry : offers) {
+      if (auto o = offer_of(entry)) a.offers.push_back(std::move(*o));
+      else ++a.offers_skipped;
     }
   }
   return a;
 }
 
-client_message decode_scrape(const json& obj) {
+client_message decode_scrape(const request_fields& f) {
   scrape s;
-  auto it = obj.find("info_hash");
-  if (it == obj.end() || it->is_null()) {
+  if (!present(f.info_hash)) {
     s.all = true;
     return s;
   }
-  auto add = [&](const json& v) {
-    if (!v.is_string()) return false;
-    auto id = decode_binary_id(v.get_ref<const std::string&>());
+  auto add = [&](dom::element v) {
+    std::string_view text;
+    if (v.get_string().get(text)) return false;
+    auto id = decode_binary_id(text);
     if (!id) return false;
     s.info_hashes.push_back(*id);
     return true;
   };
-  if (it->is_array()) {
-    if (it->size() > max_scrape_info_hashes)
+  dom::array list;
+  if (!f.info_hash->get_array().get(list)) {
+    if (list.size() > max_scrape_info_hashes)
       return error(error_reason::too_many_info_hashes,
                    "too many info_hash values in one scrape (at most " +
                        std::to_string(max_scrape_info_hashes) + ")",
                    std::nullopt, "scrape");
-    for (const auto& v : *it)
+    for (dom::element v : list)
       if (!add(v)) return error(error_reason::invalid_info_hash, "invalid info_hash", {}, "scrape");
-  } else if (!add(*it)) {
+  } else if (!add(*f.info_hash)) {
     return error(error_reason::invalid_info_hash, "invalid info_hash", {}, "scrape");
   }
   return s;
 }
 
-// JSON string escaping of raw bytes; binary ids put bytes >= 0x80 out as U+0080..U+00FF.
-void append_string(std::string& out, std::string_view utf8) {
-  static constexpr char hex[] = "0123456789abcdef";
-  out.push_back('"');
-  for (char ch : utf8) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(static_cast<char>(c));
-    } else if (c < 0x20) {
-      out.append("\\u00");
-      out.push_back(hex[c >> 4]);
-      out.push_back(hex[c & 0xF]);
-    } else {
-      out.push_back(static_cast<char>(c));
-    }
-  }
-  out.push_back('"');
-}
-
-void append_id(std::string& out, const binary_id& id) { append_string(out, encode_binary_id(id)); }
-
-void append_json(std::string& out, const json& v) { append_json_value(out, v); }
-
 struct encoder {
+  // Room for a relay's keys and three ids besides the SDP, so that it is built in one go.
+  static constexpr std::size_t relay_overhead = 192;
   std::string out;
 
   void operator()(const announce_response& r) {
+    out.reserve(160);
     out.append(R"({"action":"announce","interval":)");
     append_uint(out, r.interval_s);
     out.append(R"(,"info_hash":)");
@@ -173,8 +289,9 @@ struct encoder {
     out.push_back('}');
   }
   void operator()(const offer_relay& r) {
+    out.reserve(r.sdp.text.size() + relay_overhead);
     out.append(R"({"action":"announce","offer":)");
-    append_json(out, r.sdp);
+    out.append(r.sdp.text);
     out.append(R"(,"offer_id":)");
     append_id(out, r.offer_id);
     out.append(R"(,"peer_id":)");
@@ -184,8 +301,9 @@ struct encoder {
     out.push_back('}');
   }
   void operator()(const answer_relay& r) {
+    out.reserve(r.sdp.text.size() + relay_overhead);
     out.append(R"({"action":"announce","answer":)");
-    append_json(out, r.sdp);
+    out.append(r.sdp.text);
     out.append(R"(,"offer_id":)");
     append_id(out, r.offer_id);
     out.append(R"(,"peer_id":)");
@@ -217,7 +335,7 @@ struct encoder {
     out.push_back('{');
     if (e.info_hash) {
       out.append(R"("action":)");
-      append_string(out, e.action);
+      append_escaped(out, e.action);
       out.append(R"(,"info_hash":)");
       append_id(out, *e.info_hash);
       out.push_back(',');
@@ -248,22 +366,21 @@ std::string_view to_string(error_reason r) {
 }
 
 client_message decode_client_message(std::string_view text) {
-  auto parsed = parse_untrusted_json(text);
-  if (!parsed.ok()) return error(error_reason::bad_json, std::move(parsed.error), {}, "");
-  json& obj = parsed.value;
-  if (!obj.is_object())
+  dom::element root;
+  if (auto err = parse(text).get(root)) return error(error_reason::bad_json, parse_error_message(err), {}, "");
+  dom::object obj;
+  if (root.get_object().get(obj))
     return error(error_reason::not_an_object, "invalid action in WS request: undefined", {}, "");
-  auto action = obj.find("action");
-  if (action != obj.end() && action->is_string()) {
-    const auto& name = action->get_ref<const std::string&>();
-    if (name == "announce") return decode_announce(obj);
-    if (name == "scrape") return decode_scrape(obj);
-  }
-  std::string shown = action == obj.end() ? "undefined"
-                      : action->is_string() ? action->get<std::string>()
-                                            : action->dump(-1, ' ', false, json::error_handler_t::replace);
-  shown = shorten_utf8(shown, 64);
-  return error(error_reason::invalid_action, "invalid action in WS request: " + shown, {}, "");
+  const request_fields fields(obj);
+  std::string_view name;
+  const bool is_string = fields.action && !fields.action->get_string().get(name);
+  if (is_string && name == "announce") return decode_announce(fields);
+  if (is_string && name == "scrape") return decode_scrape(fields);
+  const std::string shown = !fields.action ? "undefined"
+                            : is_string    ? std::string(name)
+                                           : text_of(*fields.action).text;
+  return error(error_reason::invalid_action, "invalid action in WS request: " + shorten_utf8(shown, 64),
+               {}, "");
 }
 
 std::string_view type_name(const server_message& m) {
@@ -278,43 +395,67 @@ std::string encode(const server_message& m) {
 }
 
 std::string encode_announce(const announce& a) {
-  json j = {{"action", "announce"},
-            {"info_hash", encode_binary_id(a.info_hash)},
-            {"peer_id", encode_binary_id(a.peer_id)},
-            {"numwant", a.offers.size()},
-            {"uploaded", 0},
-            {"downloaded", 0}};
+  std::string out = R"({"action":"announce","info_hash":)";
+  append_id(out, a.info_hash);
+  out.append(R"(,"peer_id":)");
+  append_id(out, a.peer_id);
+  out.append(R"(,"numwant":)");
+  append_uint(out, a.offers.size());
+  out.append(R"(,"uploaded":0,"downloaded":0)");
   static constexpr const char* events[] = {nullptr,  "started", "completed", "stopped",
                                            "update", "paused",  "empty"};
-  if (auto name = events[static_cast<int>(a.event)]) j["event"] = name;
-  if (a.left) j["left"] = *a.left;
-  if (!a.offers.empty()) {
-    json offers = json::array();
-    for (const auto& o : a.offers)
-      offers.push_back({{"offer", o.sdp}, {"offer_id", encode_binary_id(o.offer_id)}});
-    j["offers"] = std::move(offers);
+  if (auto name = events[static_cast<int>(a.event)]) {
+    out.append(R"(,"event":")");
+    out.append(name);
+    out.push_back('"');
   }
-  return j.dump();
+  if (a.left) {
+    out.append(R"(,"left":)");
+    append_double(out, *a.left);
+  }
+  if (!a.offers.empty()) {
+    out.append(R"(,"offers":[)");
+    for (const auto& o : a.offers) {
+      if (&o != &a.offers.front()) out.push_back(',');
+      out.append(R"({"offer":)");
+      out.append(o.sdp.text);
+      out.append(R"(,"offer_id":)");
+      append_id(out, o.offer_id);
+      out.push_back('}');
+    }
+    out.push_back(']');
+  }
+  out.push_back('}');
+  return out;
 }
 
 std::string encode_answer(const answer& a) {
-  json j = {{"action", "announce"},
-            {"info_hash", encode_binary_id(a.info_hash)},
-            {"peer_id", encode_binary_id(a.peer_id)},
-            {"to_peer_id", encode_binary_id(a.to_peer_id)},
-            {"offer_id", encode_binary_id(a.offer_id)},
-            {"answer", a.sdp}};
-  return j.dump();
+  std::string out = R"({"action":"announce","info_hash":)";
+  append_id(out, a.info_hash);
+  out.append(R"(,"peer_id":)");
+  append_id(out, a.peer_id);
+  out.append(R"(,"to_peer_id":)");
+  append_id(out, a.to_peer_id);
+  out.append(R"(,"offer_id":)");
+  append_id(out, a.offer_id);
+  out.append(R"(,"answer":)");
+  out.append(a.sdp.text);
+  out.push_back('}');
+  return out;
 }
 
 std::string encode_scrape(const scrape& s) {
-  json j = {{"action", "scrape"}};
+  std::string out = R"({"action":"scrape")";
   if (!s.all) {
-    json hashes = json::array();
-    for (const auto& h : s.info_hashes) hashes.push_back(encode_binary_id(h));
-    j["info_hash"] = std::move(hashes);
+    out.append(R"(,"info_hash":[)");
+    for (const auto& h : s.info_hashes) {
+      if (&h != &s.info_hashes.front()) out.push_back(',');
+      append_id(out, h);
+    }
+    out.push_back(']');
   }
-  return j.dump();
+  out.push_back('}');
+  return out;
 }
 
 }  // namespace swarmcoord::protocol::webtorrent

@@ -2,7 +2,7 @@
 // The WebTorrent WebSocket tracker protocol (as spoken by bittorrent-tracker, WebTorrent and
 // p2p-media-loader): message structs and their JSON codec. Decoding never throws: hostile
 // input yields a request_error carrying the reference client-visible message.
-// Pure; thread-safe.
+// Pure; thread-safe (decoding reuses one parser per thread).
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -10,9 +10,8 @@
 #include <variant>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "protocol/binary_id.hpp"
+#include "protocol/json_text.hpp"
 
 namespace swarmcoord::protocol::webtorrent {
 
@@ -20,7 +19,7 @@ enum class announce_event : std::uint8_t { none, started, completed, stopped, up
 
 struct offer {
   binary_id offer_id;
-  nlohmann::json sdp;  // the "offer" object, relayed as received
+  json_text sdp;  // the "offer" object, minified, relayed as it is
 };
 
 struct announce {
@@ -37,7 +36,7 @@ struct answer {
   binary_id peer_id;     // the answerer
   binary_id to_peer_id;  // the offerer
   binary_id offer_id;
-  nlohmann::json sdp;    // the "answer" object, relayed as received
+  json_text sdp;         // the "answer" object, minified, relayed as it is
 };
 
 struct scrape {
@@ -64,6 +63,9 @@ using client_message = std::variant<announce, answer, scrape, request_error>;
 
 inline constexpr std::size_t max_scrape_info_hashes = 256;
 
+// Validates the whole text first (syntax, UTF-8, integers within 64 bits and other numbers
+// within a double's range, nesting up to default_max_json_depth): anything else is bad_json. A key given twice counts the last
+// time, as with JSON.parse in the reference tracker.
 client_message decode_client_message(std::string_view text);
 
 // ---- server -> client ----
@@ -78,14 +80,14 @@ struct offer_relay {
   binary_id info_hash;
   binary_id peer_id;  // the offerer
   binary_id offer_id;
-  nlohmann::json sdp;
+  json_text sdp;
 };
 
 struct answer_relay {
   binary_id info_hash;
   binary_id peer_id;  // the answerer
   binary_id offer_id;
-  nlohmann::json sdp;
+  json_text sdp;
 };
 
 struct scrape_file {

@@ -15,7 +15,7 @@ namespace {
 
 namespace sw = swarmcoord::swarm;
 namespace wt = swarmcoord::protocol::webtorrent;
-using nlohmann::json;
+using swarmcoord::protocol::json_text;
 using sw::binary_id;
 using sw::connection_id;
 using sw::ip_address;
@@ -31,8 +31,8 @@ ip_address addr(connection_id conn) {
                         static_cast<std::uint8_t>(conn & 0xFF), 1);
 }
 
-json sdp_for(int n) { return {{"type", "offer"}, {"sdp", "offer-sdp-" + std::to_string(n)}}; }
-json answer_sdp(int n) { return {{"type", "answer"}, {"sdp", "answer-sdp-" + std::to_string(n)}}; }
+json_text sdp_for(int n) { return {R"({"type":"offer","sdp":"offer-sdp-)" + std::to_string(n) + R"("})"}; }
+json_text answer_sdp(int n) { return {R"({"type":"answer","sdp":"answer-sdp-)" + std::to_string(n) + R"("})"}; }
 
 template <class T>
 std::vector<std::pair<connection_id, T>> of_type(const std::vector<sw::outgoing>& out) {

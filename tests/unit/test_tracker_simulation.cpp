@@ -22,7 +22,7 @@ namespace {
 
 namespace sw = swarmcoord::swarm;
 namespace wt = swarmcoord::protocol::webtorrent;
-using nlohmann::json;
+using swarmcoord::protocol::json_text;
 using sw::binary_id;
 using sw::connection_id;
 using sw::time_ms;
@@ -54,7 +54,7 @@ struct model_offer {
   int offerer = 0;
   std::uint64_t offerer_incarnation = 0;
   binary_id offer_id;
-  json sdp;
+  json_text sdp;
   connection_id recipient_conn = 0;
   std::set<int> candidates;  // peer_ids on recipient_conn that may have been the recipient
   time_ms expires = 0;
@@ -148,7 +148,7 @@ class simulation {
     if (a.event != wt::announce_event::completed && chance(60)) {
       const int n = uniform(1, 6);
       for (int i = 0; i < n; ++i, ++next_offer_)
-        a.offers.push_back({make_id('O', next_offer_), {{"type", "offer"}, {"sdp", std::to_string(next_offer_)}}});
+        a.offers.push_back({make_id('O', next_offer_), {R"({"type":"offer","sdp":")" + std::to_string(next_offer_) + R"("})"}});
     }
     a.offers_skipped = static_cast<std::size_t>(uniform(0, 1));
     const auto offers = a.offers;
@@ -288,7 +288,7 @@ class simulation {
 
     const auto before = tracker_.counters();
     std::vector<sw::outgoing> out;
-    const json sdp = {{"type", "answer"}, {"sdp", "a" + std::to_string(step_)}};
+    const json_text sdp{R"({"type":"answer","sdp":"a)" + std::to_string(step_) + R"("})"};
     tracker_.on_answer(conn, wt::answer{info_hash_of(ih), peer_of(answerer), peer_of(to_peer), oid, sdp}, now_, out);
     REQUIRE(tracker_.check_invariants() == "");
     const auto& after = tracker_.counters();

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "protocol/json_limits.hpp"
 #include "protocol/webtorrent.hpp"
 
 namespace {
@@ -15,6 +16,7 @@ using nlohmann::json;
 using swarmcoord::protocol::binary_id;
 using swarmcoord::protocol::decode_binary_id;
 using swarmcoord::protocol::encode_binary_id;
+using swarmcoord::protocol::json_text;
 namespace wt = swarmcoord::protocol::webtorrent;
 
 // An id with awkward bytes: NUL, control bytes, '"', '\\', DEL, 0x80 and 0xFF among others.
@@ -38,6 +40,9 @@ binary_id ascii_id(std::string_view text) {
 json sdp_of(std::string_view type, int n) {
   return {{"type", type}, {"sdp", "v=0\r\no=- " + std::to_string(n) + " 2 IN IP4 127.0.0.1\r\n\"q\"\\"}};
 }
+
+json_text text_of(const json& j) { return {j.dump()}; }
+json value_of(const json_text& t) { return json::parse(t.text); }
 
 std::string repeat(std::string_view piece, std::size_t n) {
   std::string s;
@@ -109,7 +114,8 @@ TEST_CASE("announce round-trips through encode_announce and decode_client_messag
   a.peer_id = awkward_id(2);
   a.event = event;
   a.left = left;
-  for (int i = 0; i < offer_count; ++i) a.offers.push_back({awkward_id(static_cast<std::uint8_t>(10 + i)), sdp_of("offer", i)});
+  for (int i = 0; i < offer_count; ++i)
+    a.offers.push_back({awkward_id(static_cast<std::uint8_t>(10 + i)), text_of(sdp_of("offer", i))});
 
   const auto text = wt::encode_announce(a);
   INFO("encoded: " << text);
@@ -134,7 +140,8 @@ TEST_CASE("announce round-trips through encode_announce and decode_client_messag
   REQUIRE(back.offers.size() == a.offers.size());
   for (std::size_t i = 0; i < a.offers.size(); ++i) {
     CHECK(back.offers[i].offer_id == a.offers[i].offer_id);
-    CHECK(back.offers[i].sdp == a.offers[i].sdp);
+    CHECK(value_of(back.offers[i].sdp) == sdp_of("offer", static_cast<int>(i)));
+    CHECK(back.offers[i].sdp == a.offers[i].sdp);  // minified, escaped the same way: same text
   }
 }
 
@@ -211,9 +218,9 @@ TEST_CASE("announce offers without offer_id or offer are skipped and counted, th
   CHECK(a.offers_skipped == 9);
   REQUIRE(a.offers.size() == 2);
   CHECK(a.offers[0].offer_id == awkward_id(21));
-  CHECK(a.offers[0].sdp == sdp_of("offer", 1));
+  CHECK(value_of(a.offers[0].sdp) == sdp_of("offer", 1));
   CHECK(a.offers[1].offer_id == awkward_id(29));
-  CHECK(a.offers[1].sdp == sdp_of("offer", 9));
+  CHECK(value_of(a.offers[1].sdp) == sdp_of("offer", 9));
 }
 
 TEST_CASE("announce with only fake offers, as the reference client's tests send, is accepted") {
@@ -277,13 +284,13 @@ TEST_CASE("announce with an invalid info_hash or peer_id gives the reference err
 }
 
 TEST_CASE("answer round-trips through encode_answer and decode_client_message") {
-  wt::answer a{awkward_id(1), awkward_id(2), awkward_id(3), awkward_id(4), sdp_of("answer", 7)};
+  wt::answer a{awkward_id(1), awkward_id(2), awkward_id(3), awkward_id(4), text_of(sdp_of("answer", 7))};
   const auto text = wt::encode_answer(a);
   auto j = json::parse(text);
   CHECK(j["action"] == "announce");
   CHECK(id_from_json(j["to_peer_id"]) == a.to_peer_id);
   CHECK(id_from_json(j["offer_id"]) == a.offer_id);
-  CHECK(j["answer"] == a.sdp);
+  CHECK(j["answer"] == sdp_of("answer", 7));
   CHECK_FALSE(j.contains("event"));
   CHECK_FALSE(j.contains("offers"));
 
@@ -296,7 +303,7 @@ TEST_CASE("answer round-trips through encode_answer and decode_client_message") 
 }
 
 TEST_CASE("answer without a valid to_peer_id or offer_id is rejected with the reference text") {
-  wt::answer a{awkward_id(1), awkward_id(2), awkward_id(3), awkward_id(4), sdp_of("answer", 7)};
+  wt::answer a{awkward_id(1), awkward_id(2), awkward_id(3), awkward_id(4), text_of(sdp_of("answer", 7))};
   auto base = json::parse(wt::encode_answer(a));
 
   for (json bad : {json(), json(42), json("short")}) {
@@ -416,6 +423,143 @@ TEST_CASE("undecodable text is a bad_json error with the parser's sentence, neve
   }
 }
 
+TEST_CASE("a key given twice counts the last time, as with JSON.parse") {
+  const std::string ih = encode_binary_id(awkward_id(1)), pid = encode_binary_id(awkward_id(2));
+  auto announce_with = [&](const std::string& extra) {
+    return R"({"action":"announce","info_hash":)" + json(ih).dump() + R"(,"peer_id":)" + json(pid).dump() + extra + "}";
+  };
+  SECTION("action") {
+    CHECK(std::holds_alternative<wt::scrape>(
+        wt::decode_client_message(R"({"action":"announce","action":"scrape"})")));
+    auto a = decode_as<wt::announce>(R"({"action":"scrape","info_hash":)" + json(ih).dump() + R"(,"action":"announce","peer_id":)" +
+                                     json(pid).dump() + "}");
+    CHECK(a.info_hash == awkward_id(1));
+  }
+  SECTION("ids") {
+    auto a = decode_as<wt::announce>(R"({"action":"announce","info_hash":"short","info_hash":)" + json(ih).dump() +
+                                     R"(,"peer_id":)" + json(pid).dump() + "}");
+    CHECK(a.info_hash == awkward_id(1));
+    auto e = decode_error(announce_with(R"(,"peer_id":5)"));
+    CHECK(e.reason == wt::error_reason::invalid_peer_id);
+  }
+  SECTION("event and left") {
+    auto a = decode_as<wt::announce>(announce_with(R"(,"event":"bogus","left":"x","event":"stopped","left":7)"));
+    CHECK(a.event == wt::announce_event::stopped);
+    CHECK(a.left == 7.0);
+    CHECK(decode_error(announce_with(R"(,"event":"started","event":"bogus")")).reason == wt::error_reason::invalid_event);
+  }
+  SECTION("offers, and the offer and offer_id of an entry") {
+    const std::string id1 = json(encode_binary_id(awkward_id(31))).dump(), id2 = json(encode_binary_id(awkward_id(32))).dump();
+    auto a = decode_as<wt::announce>(announce_with(
+        R"(,"offers":[{"offer":{"n":1},"offer_id":)" + id1 + R"(}],"offers":[{"offer":{"n":2},"offer_id":)" + id1 +
+        R"(,"offer":{"n":3},"offer_id":)" + id2 + "}]"));
+    REQUIRE(a.offers.size() == 1);
+    CHECK(a.offers[0].offer_id == awkward_id(32));
+    CHECK(value_of(a.offers[0].sdp) == json{{"n", 3}});
+    auto b = decode_as<wt::announce>(announce_with(R"(,"offers":[{"offer":{"n":1},"offer":5,"offer_id":)" + id1 + "}]"));
+    CHECK(b.offers.empty());
+    CHECK(b.offers_skipped == 1);
+  }
+  SECTION("answer: a later null makes it an announce") {
+    const std::string ids = R"(,"to_peer_id":)" + json(encode_binary_id(awkward_id(3))).dump() + R"(,"offer_id":)" +
+                            json(encode_binary_id(awkward_id(4))).dump();
+    CHECK(std::holds_alternative<wt::announce>(
+        wt::decode_client_message(announce_with(ids + R"(,"answer":{"type":"answer"},"answer":null)"))));
+    auto ans = decode_as<wt::answer>(announce_with(ids + R"(,"answer":{"n":1},"answer":{"n":2})"));
+    CHECK(value_of(ans.sdp) == json{{"n", 2}});
+  }
+  SECTION("scrape info_hash") {
+    auto sc = decode_as<wt::scrape>(R"({"action":"scrape","info_hash":5,"info_hash":)" + json(ih).dump() + "}");
+    REQUIRE(sc.info_hashes.size() == 1);
+    CHECK(sc.info_hashes[0] == awkward_id(1));
+    CHECK(decode_as<wt::scrape>(R"({"action":"scrape","info_hash":)" + json(ih).dump() + R"(,"info_hash":null})").all);
+  }
+}
+
+TEST_CASE("text that is not valid UTF-8 is bad_json, wherever it is") {
+  const std::string valid = wt::encode_announce({awkward_id(1), awkward_id(2)});
+  for (const std::string bad : {"\xff", "\xc3\x28", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82"}) {
+    for (const std::string& text : {R"({"action":"announce","x":")" + bad + R"("})", "{\"" + bad + "\":1}",
+                                    valid.substr(0, valid.size() - 1) + R"(,"offers":[{"offer":{"sdp":")" + bad + R"("}}]})"}) {
+      INFO("text: " << text);
+      auto e = decode_error(text);
+      CHECK(e.reason == wt::error_reason::bad_json);
+      CHECK(e.message.find("UTF-8") != std::string::npos);
+    }
+  }
+  // Escapes that name no character are refused too: a lone surrogate.
+  CHECK(decode_error(R"({"action":"announce","x":"\ud800"})").reason == wt::error_reason::bad_json);
+  CHECK(decode_error(R"({"action":"announce","x":"\udc00"})").reason == wt::error_reason::bad_json);
+}
+
+TEST_CASE("nesting deeper than the limit is bad_json, at the depth parse_untrusted_json draws the line") {
+  const std::string head = R"({"action":"announce","info_hash":"aaaaaaaaaaaaaaaaaaaa","peer_id":"bbbbbbbbbbbbbbbbbbbb","x":)";
+  for (std::size_t depth = 1; depth <= swarmcoord::protocol::default_max_json_depth + 3; ++depth) {
+    // The announce object is one level; the rest are arrays or objects under "x".
+    std::string arrays = head, objects = head;
+    for (std::size_t i = 1; i < depth; ++i) arrays += '[', objects += R"({"y":)";
+    arrays += '1';
+    objects += '1';
+    for (std::size_t i = 1; i < depth; ++i) arrays += ']', objects += '}';
+    arrays += '}';
+    objects += '}';
+    for (const auto& text : {arrays, objects}) {
+      INFO("depth " << depth << ": " << text);
+      const bool too_deep = !swarmcoord::protocol::parse_untrusted_json(text).ok();
+      CHECK(too_deep == (depth > swarmcoord::protocol::default_max_json_depth));
+      auto msg = wt::decode_client_message(text);
+      if (too_deep) {
+        REQUIRE(std::holds_alternative<wt::request_error>(msg));
+        CHECK(std::get<wt::request_error>(msg).reason == wt::error_reason::bad_json);
+        CHECK(std::get<wt::request_error>(msg).message ==
+              "JSON nested deeper than " + std::to_string(swarmcoord::protocol::default_max_json_depth) + " levels");
+      } else {
+        CHECK(std::holds_alternative<wt::announce>(msg));
+      }
+    }
+  }
+}
+
+TEST_CASE("numbers a double cannot hold are bad_json") {
+  for (const char* number : {"1e400", "-1e400", "1E+309", "18446744073709551616", "-9223372036854775809"}) {
+    // (JSON.parse reads the last two as doubles; no WebTorrent client sends integers that big.)
+    const std::string text = std::string(R"({"action":"announce","left":)") + number + "}";
+    INFO(text);
+    auto e = decode_error(text);
+    CHECK(e.reason == wt::error_reason::bad_json);
+    CHECK(e.message.rfind("JSON parse error: ", 0) == 0);
+  }
+  // The largest integers and tiny doubles are fine.
+  auto a = decode_as<wt::announce>(wt::encode_announce({awkward_id(1), awkward_id(2)}).insert(1, R"("big":18446744073709551615,"small":-9223372036854775808,"tiny":1e-400,)"));
+  CHECK(a.info_hash == awkward_id(1));
+}
+
+TEST_CASE("announce offers that are not an array, or arrays of junk, relay nothing and never fail") {
+  const std::string head = wt::encode_announce({awkward_id(1), awkward_id(2)});
+  auto with_offers = [&](const std::string& offers) { return head.substr(0, head.size() - 1) + R"(,"offers":)" + offers + "}"; };
+  for (const char* offers : {"null", "5", R"("x")", "{}", R"({"offer":{},"offer_id":"aaaaaaaaaaaaaaaaaaaa"})", "true", "[]"}) {
+    auto a = decode_as<wt::announce>(with_offers(offers));
+    CHECK(a.offers.empty());
+    CHECK(a.offers_skipped == 0);
+  }
+  const std::string id = json(encode_binary_id(awkward_id(9))).dump();
+  const std::vector<std::string> junk = {
+      "null", "true", "false", "0", "-1.5", R"("")", "[]", "[[]]", R"([{"offer":{},"offer_id":)" + id + "}]", "{}",
+      R"({"offer":null,"offer_id":)" + id + "}", R"({"offer":[],"offer_id":)" + id + "}",
+      R"({"offer":"{}","offer_id":)" + id + "}", R"({"offer":{},"offer_id":null})", R"({"offer":{},"offer_id":[)" + id + "]}",
+      R"({"offer":{},"offer_id":"\u0100aaaaaaaaaaaaaaaaaaa"})", R"({"Offer":{},"offer_id":)" + id + "}",
+      R"({"offer":{},"offer_ID":)" + id + "}", R"({"offer":{"deep":[[[[{"a":[1]}]]]]}})",
+  };
+  std::string list = "[";
+  for (const auto& j : junk) list += j + ",";
+  list += R"({"offer":{"type":"offer","sdp":"ok"},"offer_id":)" + id + "}]";
+  auto a = decode_as<wt::announce>(with_offers(list));
+  CHECK(a.offers_skipped == junk.size());
+  REQUIRE(a.offers.size() == 1);
+  CHECK(a.offers[0].offer_id == awkward_id(9));
+  CHECK(value_of(a.offers[0].sdp) == json{{"type", "offer"}, {"sdp", "ok"}});
+}
+
 TEST_CASE("every error reply is valid UTF-8 JSON, whatever bytes the request contained") {
   const std::vector<std::string> hostile = {
       "{\"action\":\"\xff\"}",
@@ -477,7 +621,7 @@ TEST_CASE("announce_response encodes every field") {
 TEST_CASE("offer_relay encodes every field and relays the offer as received") {
   json sdp = sdp_of("offer", 3);
   sdp["extra"] = {{"unicode", "\xC3\xA9\xE2\x82\xAC"}, {"list", {1, 2.5, nullptr, true}}};
-  wt::offer_relay r{awkward_id(1), awkward_id(2), awkward_id(3), sdp};
+  wt::offer_relay r{awkward_id(1), awkward_id(2), awkward_id(3), text_of(sdp)};
   auto j = json::parse(wt::encode(r));
   CHECK(keys_of(j) == std::set<std::string>{"action", "offer", "offer_id", "peer_id", "info_hash"});
   CHECK(j["action"] == "announce");
@@ -490,7 +634,7 @@ TEST_CASE("offer_relay encodes every field and relays the offer as received") {
 
 TEST_CASE("answer_relay encodes every field and relays the answer as received") {
   json sdp = sdp_of("answer", 4);
-  wt::answer_relay r{awkward_id(4), awkward_id(5), awkward_id(6), sdp};
+  wt::answer_relay r{awkward_id(4), awkward_id(5), awkward_id(6), text_of(sdp)};
   auto j = json::parse(wt::encode(r));
   CHECK(keys_of(j) == std::set<std::string>{"action", "answer", "offer_id", "peer_id", "info_hash"});
   CHECK(j["action"] == "announce");
@@ -511,6 +655,42 @@ TEST_CASE("an offer decoded from a client is relayed byte-for-byte equivalent") 
   auto out = json::parse(wt::encode(r));
   CHECK(out["offer"] == sdp);
   CHECK(id_from_json(out["offer_id"]) == awkward_id(3));
+}
+
+TEST_CASE("an offer's text comes out of decode and offer_relay the same JSON value, escapes and all") {
+  // Written by hand to include escapes JSON allows but nlohmann would not write (\/, \u0041,
+  // a surrogate pair), every control character, non-ASCII text, numbers at the edges, and
+  // keys that need escapes.
+  std::string controls;
+  for (int c = 0; c < 0x20; ++c) controls += "\\u00" + std::string(1, "0123456789abcdef"[c >> 4]) + "0123456789abcdef"[c & 15];
+  const std::string sdp_text =
+      R"({"type":"offer","sdp":"v=0\r\no=- 46117 2 IN IP4 127.0.0.1\r\ns=-\r\n","esc":"\"\\\/\b\f\n\r\t\u0041\u00e9\ud83d\ude00",)"
+      R"("ctl":")" + controls + R"(","utf8":"é€😀 ","k\"\\\u0001ey":true,"n":[0,-0,1,-1,1.0,0.1,-2.5e-7,1.5e300,)"
+      R"(18446744073709551615,-9223372036854775808,12345678901234567890],"z":[null,false,{},[],""],"dup":1,"dup":2,)"
+      R"("deep":{"a":{"b":[{"c":"d"}]}}})";
+  const json original = json::parse(sdp_text);  // nlohmann keeps the last "dup", so does JSON.parse
+
+  const std::string text = wt::encode_announce({awkward_id(1), awkward_id(2)});
+  auto a = decode_as<wt::announce>(text.substr(0, text.size() - 1) + R"(,"offers":[{"offer":)" + sdp_text +
+                                   R"(,"offer_id":)" + json(encode_binary_id(awkward_id(3))).dump() + "}]}");
+  REQUIRE(a.offers.size() == 1);
+  const auto relay = wt::encode(wt::offer_relay{a.info_hash, a.peer_id, a.offers[0].offer_id, a.offers[0].sdp});
+  INFO("relay: " << relay);
+  json out;
+  REQUIRE_NOTHROW(out = json::parse(relay));  // valid JSON, valid UTF-8
+  CHECK(out["offer"] == original);
+  CHECK(id_from_json(out["offer_id"]) == awkward_id(3));
+  // Minified, in the order received, controls escaped as JSON.stringify escapes them.
+  const auto& sdp = a.offers[0].sdp.text;
+  CHECK(sdp.find(R"({"type":"offer","sdp":"v=0\r\no=- 46117 2 IN IP4 127.0.0.1\r\ns=-\r\n","esc":"\"\\/\b\f\n\r\tAé😀",)") == 0);
+  CHECK(sdp.find(R"("ctl":"\u0000\u0001)") != std::string::npos);
+  CHECK(sdp.find(R"(\u001f")") != std::string::npos);
+  CHECK(sdp.find(R"("dup":1,"dup":2)") != std::string::npos);
+  // And through the answer side the same way.
+  auto ans = decode_as<wt::answer>(wt::encode_answer({awkward_id(1), awkward_id(2), awkward_id(3), awkward_id(4), a.offers[0].sdp}));
+  CHECK(ans.sdp == a.offers[0].sdp);
+  auto back = json::parse(wt::encode(wt::answer_relay{ans.info_hash, ans.peer_id, ans.offer_id, ans.sdp}));
+  CHECK(back["answer"] == original);
 }
 
 TEST_CASE("scrape_response encodes every file and the flags") {

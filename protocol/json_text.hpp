@@ -1,0 +1,18 @@
+#pragma once
+// A JSON value kept as its text: what the server passes between peers without looking inside
+// (the SDP offers and answers of WebTorrent). Relaying it is then one append, where a parsed
+// value would be built for every message and serialized again for every recipient.
+// Value type; thread-safe as a value.
+#include <string>
+
+namespace swarmcoord::protocol {
+
+struct json_text {
+  // One complete, valid JSON value (the decoders store it minified). Encoders copy it out
+  // unchecked, so text from anywhere but a decoder must be valid JSON too.
+  std::string text;
+
+  friend bool operator==(const json_text&, const json_text&) = default;
+};
+
+}  // namespace swarmcoord::protocol
