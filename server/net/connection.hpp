@@ -31,6 +31,8 @@ class connection {
   // Called about once a second with the monotonic time: keep-alive pings, idle and close
   // deadlines. One sweep per worker costs far less than a timer per connection.
   virtual void tick(std::int64_t now_ms) = 0;
+  // Writes what send() queued (see worker::write_later).
+  virtual void flush() = 0;
   virtual metrics::protocol kind() const = 0;
   virtual connection_id id() const = 0;
 };

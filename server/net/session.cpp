@@ -101,7 +101,11 @@ class http_session final : public std::enable_shared_from_this<http_session<Stre
     // RFC 6455 4.2.1: version 13 only (426 names it), and a key of 16 bytes in base64.
     if (req[http::field::sec_websocket_version] != "13")
       return write(426, "text/plain", "unsupported WebSocket version\n", false, req.version(), "13");
-    auto accept = protocol::websocket::accept_key(req[http::field::sec_websocket_key]);
+    // 4.2.1 also wants a Host, and (11.3.1) exactly one key.
+    if (req.count(http::field::host) != 1) return write(400, "text/plain", "one Host header required\n", false, req.version());
+    auto accept = req.count(http::field::sec_websocket_key) == 1
+                      ? protocol::websocket::accept_key(req[http::field::sec_websocket_key])
+                      : std::nullopt;
     if (!accept) return write(400, "text/plain", "invalid Sec-WebSocket-Key\n", false, req.version());
     if (rt_->draining()) return write(503, "text/plain", "draining\n", false, req.version());
     if (!rt_->admit()) {

@@ -88,6 +88,17 @@ void worker::route(std::vector<swarm::mesh_outgoing>& out) {
   post_batches();
 }
 
+void worker::write_later(std::shared_ptr<connection> c) {
+  if (unflushed_.empty()) boost::asio::post(io_, [this] { flush_written_later(); });
+  unflushed_.push_back(std::move(c));
+}
+
+void worker::flush_written_later() {
+  flushing_.swap(unflushed_);
+  for (auto& c : flushing_) c->flush();
+  flushing_.clear();
+}
+
 void worker::dispatch(connection_id to, outbound&& m) {
   const unsigned owner = worker_of(to);
   if (owner == index_) deliver(to, std::move(m));
@@ -100,6 +111,7 @@ void worker::post_batches() {
     if (remote_batches_[w].empty()) continue;
     boost::asio::post(runtime_.at(w).io(), [&target = runtime_.at(w), batch = std::move(remote_batches_[w])]() mutable {
       for (auto& [to, m] : batch) target.deliver(to, std::move(m));
+      target.flush_written_later();
     });
     remote_batches_[w] = {};
   }

@@ -44,6 +44,14 @@ class worker {
   void close_going_away(connection_id id);
   std::size_t connection_count() const { return connections_.size(); }
 
+  // Connections with frames queued are written after the handlers already queued on this
+  // worker ran (a posted flush, one per round), or at the end of a batch from another worker:
+  // under load, every frame that a round of handlers queues for one socket goes out in one
+  // write. Measured against flushing at the end of every read: ~125k vs ~95k responses/s
+  // at saturation, for ~1-2 ms more p99 latency at half load (bench/compare.sh).
+  void write_later(std::shared_ptr<connection> c);
+  void flush_written_later();
+
   // Hands a message to a connection on any worker; counts it lost if the connection is gone.
   void deliver(connection_id to, outbound message);
 
@@ -92,6 +100,8 @@ class worker {
   boost::asio::steady_timer expiry_timer_{io_};
   boost::asio::steady_timer keepalive_timer_{io_};
   std::vector<swarm::outgoing> scratch_;
+  std::vector<std::shared_ptr<connection>> unflushed_;
+  std::vector<std::shared_ptr<connection>> flushing_;
   // Deliveries for other workers, batched per target and posted once per handled message.
   std::vector<std::vector<std::pair<connection_id, outbound>>> remote_batches_;
 };

@@ -36,6 +36,12 @@ constexpr std::size_t scratch_bytes = 64 * 1024;
 constexpr std::size_t tls_read_bytes = 4096;
 // Frames gathered into one write: 2 buffers each, under Asio's 64-buffer limit per call.
 constexpr std::size_t frames_per_write = 32;
+// What a queued frame costs besides its bytes (its slot and the string's heap block), charged
+// against server.max_write_queue_bytes so that a flood of empty frames is bounded too.
+constexpr std::size_t frame_overhead = 64;
+// After a close or a framing error the client's bytes are read and dropped until it hangs up;
+// more than this and it is cut off.
+constexpr std::size_t max_discarded_bytes = 1 << 20;
 
 template <class... Ts>
 struct overloaded : Ts... {
@@ -114,11 +120,13 @@ class ws_session final : public connection, public std::enable_shared_from_this<
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
     *response += h.accept_key;
     *response += "\r\nServer: swarmcoord\r\n\r\n";
-    queued_bytes_ += response->size();
-    queue_.push_back(frame{std::move(response), ws::opcode::text, true});
+    frame handshake{std::move(response), ws::opcode::text, true};
+    queued_bytes_ += cost(handshake);
+    queue_.push_back(std::move(handshake));
     flush();
     if (!h.early_bytes.empty()) {
       pending_.assign(h.early_bytes);
+      pending_head_ = 0;
       process_pending();
     } else {
       do_read();
@@ -197,30 +205,43 @@ class ws_session final : public connection, public std::enable_shared_from_this<
   void on_bytes(char* data, std::size_t n) {
     last_heard_ = monotonic_ms();
     ping_sent_ = false;
-    if (discarding_) return do_read();  // after a close: wait for the client to hang up
-    if (pending_.empty()) {
+    if (discarding_) {
+      // After a close: wait for the client to hang up, within reason.
+      if ((discarded_ += n) > max_discarded_bytes) return close_socket();
+      return do_read();
+    }
+    if (pending_head_ == pending_.size()) {
+      // The common case: whole frames straight from the read buffer.
       const std::size_t used = decode(data, n);
-      if (used < n && !discarding_) pending_.assign(data + used, n - used);
+      if (used < n && !discarding_) {
+        pending_.assign(data + used, n - used);
+        pending_head_ = 0;
+      }
     } else {
       pending_.append(data, n);
-      const std::size_t used = decode(pending_.data(), pending_.size());
-      pending_.erase(0, used);
+      pending_head_ += decode(pending_.data() + pending_head_, pending_.size() - pending_head_);
     }
     after_decode();
   }
 
   // Bytes kept from an earlier read (an unfinished frame, or frames left by a pause).
   void process_pending() {
-    const std::size_t used = decode(pending_.data(), pending_.size());
-    pending_.erase(0, used);
+    pending_head_ += decode(pending_.data() + pending_head_, pending_.size() - pending_head_);
     after_decode();
   }
 
   void after_decode() {
-    if (discarding_ || pending_.empty()) {
+    if (discarding_ || pending_head_ == pending_.size()) {
       // Most messages fit one read: give back whatever an unfinished one needed.
       if (pending_.capacity() > 256) pending_ = std::string();
       else pending_.clear();
+      pending_head_ = 0;
+    } else if (pending_head_ * 2 >= pending_.size()) {
+      // Decoded bytes go once they are the larger part: a paused backlog is not moved for
+      // every message taken from it, and an unfinished frame keeps no more than it needs.
+      pending_.erase(0, pending_head_);
+      pending_head_ = 0;
+      if (pending_.capacity() > 2 * pending_.size() + 4096) pending_.shrink_to_fit();
     }
     if (paused_) return;
     if (!open_) return;
@@ -235,15 +256,17 @@ class ws_session final : public connection, public std::enable_shared_from_this<
       const auto e = decoder_.next(data + used, size - used);
       if (e.what == ws::event::kind::need_more) break;
       used += e.consumed;
+      // Every frame but a close or a failure counts against the rate: fragments too, or
+      // endless empty ones would keep a worker busy unthrottled.
       switch (e.what) {
-        case ws::event::kind::fragment: continue;
+        case ws::event::kind::fragment: break;
         case ws::event::kind::message:
-          if (closing_) continue;  // our close is out: nothing more is taken in
+          if (closing_) break;  // our close is out: nothing more is taken in
           if (kind_ == metrics::protocol::native) on_native_message(e.payload);
           else on_message(e.payload);
           break;
         case ws::event::kind::ping:
-          if (!closing_) enqueue(frame{std::make_shared<const std::string>(e.payload), ws::opcode::pong});
+          if (!closing_) queue_pong(e.payload);
           break;
         case ws::event::kind::pong: break;
         case ws::event::kind::close: on_close_frame(e); return used;
@@ -285,7 +308,8 @@ class ws_session final : public connection, public std::enable_shared_from_this<
   }
 
   // Token bucket of server.max_messages_per_second, as deep as one second of it. Returns how
-  // long to wait before the next read (zero: go on).
+  // long to wait before the next read (zero: go on): until 20 ms worth of messages may go,
+  // so that a throttled client is woken up for a batch, not for every message.
   std::chrono::nanoseconds take_token() {
     const double rate = rt_.cfg().server.max_messages_per_second;
     const auto now = std::chrono::steady_clock::now();
@@ -293,7 +317,8 @@ class ws_session final : public connection, public std::enable_shared_from_this<
     refilled_ = now;
     tokens_ -= 1;
     if (tokens_ >= 0) return {};
-    return std::chrono::nanoseconds(static_cast<std::int64_t>(-tokens_ / rate * 1e9));
+    const double batch = std::max(1.0, rate / 50);
+    return std::chrono::nanoseconds(static_cast<std::int64_t>((batch - tokens_) / rate * 1e9));
   }
 
   // Stops reading for a while: the client's further messages wait in its TCP send buffer,
@@ -314,7 +339,7 @@ class ws_session final : public connection, public std::enable_shared_from_this<
   // dropped, since a client that does not read can't be allowed to grow our memory.
   bool enqueue(frame&& f) {
     if (!open_) return false;
-    if (queued_bytes_ + f.payload->size() > rt_.cfg().server.max_write_queue_bytes) {
+    if (queued_bytes_ + cost(f) > rt_.cfg().server.max_write_queue_bytes) {
       ++w_.counters().slow_consumers_closed;
       if (spdlog::should_log(spdlog::level::debug))
         spdlog::debug("conn {} {}: write queue over {} bytes, disconnecting slow consumer", id_,
@@ -322,25 +347,36 @@ class ws_session final : public connection, public std::enable_shared_from_this<
       abort();
       return false;
     }
-    queued_bytes_ += f.payload->size();
+    queued_bytes_ += cost(f);
     queue_.push_back(std::move(f));
-    // Written after the handlers already queued on this worker ran: every frame they add for
-    // this connection goes out in the same write.
-    if (!writing_ && !flush_posted_) {
-      flush_posted_ = true;
-      asio::post(w_.io(), [self = this->shared_from_this()] {
-        self->flush_posted_ = false;
-        self->flush();
-      });
+    if (!writing_ && !flush_queued_) {
+      flush_queued_ = true;
+      w_.write_later(this->shared_from_this());
     }
     return true;
   }
+
+  // RFC 6455 5.5.3: a pong may answer only the latest of several pings. A pong still
+  // waiting at the end of the queue takes the new payload instead of a pong more.
+  void queue_pong(std::string_view payload) {
+    if (!queue_.empty() && queue_.at(queue_.size() - 1).op == ws::opcode::pong) {
+      frame& last = queue_.at(queue_.size() - 1);
+      queued_bytes_ -= cost(last);
+      last.payload = std::make_shared<const std::string>(payload);
+      queued_bytes_ += cost(last);
+      return;
+    }
+    enqueue(frame{std::make_shared<const std::string>(payload), ws::opcode::pong});
+  }
+
+  static std::size_t cost(const frame& f) { return frame_size(f) + frame_overhead; }
 
   static std::size_t frame_size(const frame& f) {
     return (f.raw ? 0 : (f.payload->size() < 126 ? 2 : f.payload->size() <= 0xFFFF ? 4 : 10)) + f.payload->size();
   }
 
-  void flush() {
+  void flush() override {
+    flush_queued_ = false;
     if (writing_ || !open_) return;
     if constexpr (plain) {
       // Plain sockets: write at once, without a completion handler, as long as the socket
@@ -379,7 +415,7 @@ class ws_session final : public connection, public std::enable_shared_from_this<
 
   void pop_written() {
     const frame& f = queue_.at(0);
-    queued_bytes_ -= f.payload->size();
+    queued_bytes_ -= cost(f);
     if (f.op == ws::opcode::close) close_written_ = true;
     queue_.pop_front();
   }
@@ -682,6 +718,8 @@ class ws_session final : public connection, public std::enable_shared_from_this<
   connection_id id_ = 0;
   ws::decoder decoder_;
   std::string pending_;  // received bytes not decoded yet: an unfinished frame, or a pause's rest
+  std::size_t pending_head_ = 0;  // pending_ before this offset is decoded
+  std::size_t discarded_ = 0;     // bytes dropped after a close
   std::unique_ptr<char[]> tls_buffer_;
   frame_queue queue_;
   std::size_t queued_bytes_ = 0;
@@ -691,7 +729,7 @@ class ws_session final : public connection, public std::enable_shared_from_this<
   bool registered_ = false;
   bool open_ = true;           // the socket is not closed
   bool writing_ = false;       // an asynchronous write is under way
-  bool flush_posted_ = false;
+  bool flush_queued_ = false;  // on the worker's list of connections to write
   bool paused_ = false;        // the rate limit holds reading
   bool ping_sent_ = false;     // a keep-alive ping went out since the client was last heard
   bool closing_ = false;       // no more messages taken in or sent
