@@ -64,12 +64,14 @@ const std::vector<key_spec>& schema() {
        "On SIGTERM/SIGINT, connections are closed (1001 going away) spread over this long.",
        0, 3600},
       {"server", "max_write_queue_bytes", kind::integer, "1048576",
-       "Bytes queued for one slow client at most; over it the client is disconnected.",
+       "Bytes queued for one slow client at most (each queued frame counts 64 bytes besides its\n"
+       "own); over it the client is disconnected.",
        65536, gib},
       {"server", "max_messages_per_second", kind::integer, "200",
-       "Messages one connection may send per second (bursts of as many allowed); beyond it the\n"
-       "server stops reading from it for a while (TCP backpressure), so that one client can't\n"
-       "monopolise a worker. Real clients send a few a minute.", 1, 1'000'000},
+       "Messages one connection may send per second (every frame counts: fragments and pings\n"
+       "too; bursts of as many allowed); beyond it the server stops reading from it for a while\n"
+       "(TCP backpressure), so that one client can't monopolise a worker. Real clients send a few\n"
+       "a minute.", 1, 1'000'000},
       {"server", "max_protocol_errors", kind::integer, "50",
        "Invalid messages in a row tolerated from one connection before it is closed (1008).",
        1, 1'000'000},
