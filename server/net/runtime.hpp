@@ -58,16 +58,24 @@ class runtime {
     else boost::asio::post(workers_[target]->io(), std::forward<Fn>(fn));
   }
 
-  // Runs compute(worker&) on every worker, then done(std::vector<Part>) on origin.
+  // Runs compute(worker&) on every worker (or those of the bit mask `only`), then
+  // done(std::vector<Part>) on origin; the parts of workers not asked stay empty.
   template <class Part, class Compute, class Done>
-  void gather(boost::asio::any_io_executor origin, Compute compute, Done done) {
+  void gather(boost::asio::any_io_executor origin, Compute compute, Done done, std::uint64_t only = ~std::uint64_t{0}) {
     struct state {
       std::vector<Part> parts;
       std::size_t remaining;
       Done done;
     };
-    auto st = std::make_shared<state>(state{std::vector<Part>(workers_.size()), workers_.size(), std::move(done)});
-    for (std::size_t i = 0; i < workers_.size(); ++i)
+    std::size_t asked = 0;
+    for (std::size_t i = 0; i < workers_.size(); ++i) asked += (only >> i) & 1;
+    auto st = std::make_shared<state>(state{std::vector<Part>(workers_.size()), asked, std::move(done)});
+    if (asked == 0) {
+      boost::asio::post(origin, [st]() mutable { st->done(std::move(st->parts)); });
+      return;
+    }
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+      if (!((only >> i) & 1)) continue;
       boost::asio::post(workers_[i]->io(), [this, i, st, origin, compute]() mutable {
         Part part = compute(*workers_[i]);
         // The state travels on (moved, not copied), so that done and what it holds are
@@ -77,6 +85,7 @@ class runtime {
           if (--st->remaining == 0) st->done(std::move(st->parts));
         });
       });
+    }
   }
 
   // Draining: readiness goes false, acceptors close, connections are closed with 1001 spread

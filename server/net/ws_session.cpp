@@ -652,6 +652,9 @@ class ws_session final : public connection, public std::enable_shared_from_this<
     auto hashes = std::make_shared<const std::vector<protocol::binary_id>>(std::move(s.info_hashes));
     const bool all = s.all;
     const std::size_t cap = rt_.cfg().tracker.max_scrape_all;
+    // Only the workers whose shards hold the info_hashes asked for (all of them for "all").
+    std::uint64_t shards = all ? ~std::uint64_t{0} : 0;
+    for (const auto& h : *hashes) shards |= std::uint64_t{1} << rt_.shard_of(h);
     rt_.gather<std::vector<wt::scrape_file>>(
         w_.io().get_executor(),
         [rt, hashes, all](worker& w) {
@@ -673,7 +676,8 @@ class ws_session final : public connection, public std::enable_shared_from_this<
           wt::server_message m = std::move(r);
           w.deliver(id, outbound{std::make_shared<const std::string>(wt::encode(m)),
                                  static_cast<std::uint8_t>(m.index())});
-        });
+        },
+        shards);
   }
 
   void on_protocol_error(wt::request_error&& e) {

@@ -336,6 +336,8 @@ describe('WebTorrent flows', () => {
       },
       flags,
     });
+    // An empty list asks no worker (scrapes ask only the workers holding the hashes named).
+    assert.deepEqual(await scrapeVia(s, []), { action: 'scrape', files: {}, flags });
     const all = await scrapeVia(s);
     assert.deepEqual(all.flags, flags);
     assert.deepEqual(all.files[x], { complete: 2, incomplete: 1, downloaded: 1 });
