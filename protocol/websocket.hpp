@@ -81,6 +81,10 @@ class decoder {
 // length (2, 4 or 10 bytes written to out).
 std::size_t write_header(char* out, opcode op, std::size_t payload_size);
 inline constexpr std::size_t max_header_bytes = 10;
+// The length write_header gives: 2 bytes up to 125 bytes of payload, 4 up to 65535, else 10.
+constexpr std::size_t header_size(std::size_t payload_size) {
+  return payload_size < 126 ? 2 : payload_size <= 0xFFFF ? 4 : 10;
+}
 
 // The payload of a close frame: the code, then at most 123 bytes of reason.
 std::string close_payload(close_code code, std::string_view reason = {});

@@ -372,7 +372,7 @@ class ws_session final : public connection, public std::enable_shared_from_this<
   static std::size_t cost(const frame& f) { return frame_size(f) + frame_overhead; }
 
   static std::size_t frame_size(const frame& f) {
-    return (f.raw ? 0 : (f.payload->size() < 126 ? 2 : f.payload->size() <= 0xFFFF ? 4 : 10)) + f.payload->size();
+    return (f.raw ? 0 : ws::header_size(f.payload->size())) + f.payload->size();
   }
 
   void flush() override {

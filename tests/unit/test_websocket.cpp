@@ -211,6 +211,7 @@ TEST_CASE("pings and pongs keep their payload", "[websocket]") {
 
 TEST_CASE("server frame headers in all three length forms", "[websocket]") {
   char h[ws::max_header_bytes];
+  for (std::size_t n : {0u, 125u, 126u, 65535u, 65536u, 70000u}) CHECK(ws::write_header(h, ws::opcode::text, n) == ws::header_size(n));
   REQUIRE(ws::write_header(h, ws::opcode::text, 5) == 2);
   CHECK(static_cast<unsigned char>(h[0]) == 0x81);
   CHECK(static_cast<unsigned char>(h[1]) == 5);
