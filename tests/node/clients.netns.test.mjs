@@ -233,6 +233,23 @@ function assertReleasedByRemove(fetcher, seed) {
 
 // ------------------------------------------------------------------ tests
 
+
+// Fetches res, killing `seed` with SIGKILL once a quarter of it came from peers; returns when
+// and at what progress the seed was killed, when the download ended, and its bytes.
+async function fetchKillingSeed(fetcher, res, seed) {
+  let killed = null;
+  const response = await fetcher.fetch(res.url, {
+    manifest: res.manifest,
+    onProgress: (p) => {
+      if (!killed && p.p2pBytes >= 0.25 * res.size) {
+        killed = { at: Date.now(), loaded: p.loaded };
+        seed.proc.kill('SIGKILL');
+      }
+    },
+  });
+  const doneAt = Date.now();
+  return { killed, doneAt, bytes: new Uint8Array(await response.arrayBuffer()) };
+}
 describe('reference clients over WebRTC', () => {
   it('(a) seed → fetch: the file arrives whole, from the peer, and the origin is spared', T, async () => {
     const d = await startDaemon();
@@ -400,19 +417,8 @@ describe('reference clients over WebRTC', () => {
       const [a, b] = await Promise.all([startSeed(res, d, { label: 'seed A' }), startSeed(res, d, { label: 'seed B' })]);
       await swarmStats(d, a.key, (s) => s.seeds === 2, 'both seeds joined');
       const fetcher = inProcessClient(native(d));
-      let killed = null;
       const t0 = Date.now();
-      const res0 = await fetcher.fetch(res.url, {
-        manifest: res.manifest,
-        onProgress: (p) => {
-          if (!killed && p.p2pBytes >= 0.25 * res.size) {
-            killed = { at: Date.now(), loaded: p.loaded };
-            a.proc.kill('SIGKILL');
-          }
-        },
-      });
-      const doneAt = Date.now();
-      const bytes = new Uint8Array(await res0.arrayBuffer());
+      const { killed, doneAt, bytes } = await fetchKillingSeed(fetcher, res, a);
       const s = fetcher.stats(res.url);
       assert.ok(killed && killed.loaded < res.size, 'seed A was killed mid-transfer');
       assert.equal((await a.closed).signal, 'SIGKILL');
@@ -432,18 +438,7 @@ describe('reference clients over WebRTC', () => {
       const a = await startSeed(res, d, { label: 'only seed' });
       await swarmStats(d, a.key, (s) => s.seeds === 1, 'the seed joined');
       const fetcher = inProcessClient(native(d));
-      let killed = null;
-      const res0 = await fetcher.fetch(res.url, {
-        manifest: res.manifest,
-        onProgress: (p) => {
-          if (!killed && p.p2pBytes >= 0.25 * res.size) {
-            killed = { at: Date.now(), loaded: p.loaded };
-            a.proc.kill('SIGKILL');
-          }
-        },
-      });
-      const doneAt = Date.now();
-      const bytes = new Uint8Array(await res0.arrayBuffer());
+      const { killed, doneAt, bytes } = await fetchKillingSeed(fetcher, res, a);
       const s = fetcher.stats(res.url);
       assert.ok(killed && killed.loaded < res.size);
       assertWhole(res, bytes, s, 'download');
