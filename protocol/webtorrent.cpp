@@ -383,10 +383,7 @@ client_message decode_client_message(std::string_view text) {
                {}, "");
 }
 
-std::string_view type_name(const server_message& m) {
-  static constexpr std::string_view names[] = {"announce", "offer", "answer", "scrape", "error"};
-  return names[m.index()];
-}
+std::string_view type_name(const server_message& m) { return server_type_names[m.index()]; }
 
 std::string encode(const server_message& m) {
   encoder e;

@@ -60,6 +60,8 @@ struct request_error {
 };
 
 using client_message = std::variant<announce, answer, scrape, request_error>;
+// Metric label of each alternative, by index.
+inline constexpr std::string_view client_type_names[] = {"announce", "answer", "scrape", "invalid"};
 
 inline constexpr std::size_t max_scrape_info_hashes = 256;
 
@@ -103,6 +105,7 @@ struct scrape_response {
 
 using server_message =
     std::variant<announce_response, offer_relay, answer_relay, scrape_response, request_error>;
+inline constexpr std::string_view server_type_names[] = {"announce", "offer", "answer", "scrape", "error"};
 
 // Metric label of a server message: announce, offer, answer, scrape, error.
 std::string_view type_name(const server_message& m);

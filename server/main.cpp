@@ -18,8 +18,6 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "protocol/native.hpp"
-#include "protocol/webtorrent.hpp"
 #include "server/config/config.hpp"
 #include "server/manifest/manifest.hpp"
 #include "server/metrics/metrics.hpp"
@@ -62,23 +60,6 @@ void setup_logging(const config::config& cfg) {
   spdlog::set_default_logger(logger);
 }
 
-std::array<metrics::protocol_labels, metrics::protocol_count> protocol_labels() {
-  namespace wt = protocol::webtorrent;
-  metrics::protocol_labels webtorrent{"webtorrent", {"announce", "answer", "scrape", "invalid"},
-                                      {"announce", "offer", "answer", "scrape", "error"}, {}};
-  for (std::size_t r = 0; r < wt::error_reason_count; ++r)
-    webtorrent.error_reasons.push_back(wt::to_string(static_cast<wt::error_reason>(r)));
-  webtorrent.error_reasons.push_back("message_too_big");
-  namespace nv = protocol::native;
-  metrics::protocol_labels native{"native", {}, {}, {}};
-  for (auto t : nv::client_type_names) native.received_types.push_back(t);
-  for (auto t : nv::server_type_names) native.sent_types.push_back(t);
-  for (std::size_t c = 0; c < nv::error_code_count; ++c)
-    native.error_reasons.push_back(nv::to_string(static_cast<nv::error_code>(c)));
-  native.error_reasons.push_back("message_too_big");
-  return {webtorrent, native};
-}
-
 int serve(const config::config& cfg) {
   // control first: it is destroyed last, after the runtime whose gathers may still hold
   // admin sessions bound to it.
@@ -86,7 +67,7 @@ int serve(const config::config& cfg) {
   net::runtime rt(cfg);
   rt.start();
 
-  metrics::exporter exporter(version, protocol_labels());
+  metrics::exporter exporter(version);
   net::admin_routes admin(rt, exporter, version);
   asio::ip::tcp::endpoint admin_at(asio::ip::make_address(cfg.admin.listen.host), cfg.admin.listen.port);
   asio::ip::tcp::acceptor admin_acceptor(control);

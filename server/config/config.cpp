@@ -45,7 +45,7 @@ const std::vector<key_spec>& schema() {
        0, 0, check_listen},
       {"server", "threads", kind::integer, "0",
        "Worker threads, each owning its connections and a shard of the swarms. 0 = one per core.",
-       0, 64},
+       0, swarm::max_workers},
       {"server", "tls_cert", kind::string, R"("")",
        "PEM certificate chain; with tls_key, the public listener speaks TLS (wss://) only."},
       {"server", "tls_key", kind::string, R"("")", "PEM private key for tls_cert."},
@@ -95,7 +95,7 @@ const std::vector<key_spec>& schema() {
       {"tracker", "peer_ttl_s", kind::integer, "300",
        "A peer that has not announced for this long leaves its swarm.", 10, 86400},
       {"tracker", "max_peers_per_connection", kind::integer, "100",
-       "(info_hash, peer_id) pairs one connection may announce, per worker shard.", 1, 100000},
+       "(info_hash, peer_id) pairs one connection may hold at once; further ones get too_many_peers.", 1, 100000},
       {"tracker", "max_scrape_all", kind::integer, "1000",
        "Swarms listed at most by a scrape without info_hash.", 0, 1'000'000},
       {"mesh", "max_neighbors", kind::integer, "8",
@@ -404,7 +404,7 @@ config load(const sources& from) {
   c.server.listen = to_listen(str("server", "listen"));
   c.server.threads = static_cast<unsigned>(i("server", "threads"));
   // Connections record the shards they touched in a 64-bit mask: 64 workers at most.
-  if (c.server.threads == 0) c.server.threads = std::clamp(std::thread::hardware_concurrency(), 1u, 64u);
+  if (c.server.threads == 0) c.server.threads = std::clamp(std::thread::hardware_concurrency(), 1u, swarm::max_workers);
   c.server.tls_cert = str("server", "tls_cert");
   c.server.tls_key = str("server", "tls_key");
   if (c.server.tls_cert.empty() != c.server.tls_key.empty())
@@ -426,7 +426,7 @@ config load(const sources& from) {
   c.tracker.max_offers = static_cast<std::size_t>(i("tracker", "max_offers"));
   c.tracker.offer_ttl_ms = i("tracker", "offer_ttl_s") * 1000;
   c.tracker.peer_ttl_ms = i("tracker", "peer_ttl_s") * 1000;
-  c.tracker.max_peers_per_connection = static_cast<std::size_t>(i("tracker", "max_peers_per_connection"));
+  c.limits.max_peers_per_connection = static_cast<std::size_t>(i("tracker", "max_peers_per_connection"));
   c.tracker.max_scrape_all = static_cast<std::size_t>(i("tracker", "max_scrape_all"));
   c.mesh.max_neighbors = static_cast<std::uint32_t>(i("mesh", "max_neighbors"));
   c.mesh.replan_ms = static_cast<unsigned>(i("mesh", "replan_ms"));

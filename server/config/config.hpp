@@ -59,7 +59,8 @@ struct config {
     swarm::mesh_config planner;
   } mesh;
   struct {
-    std::size_t max_swarms_per_connection = 0;
+    std::size_t max_swarms_per_connection = 0;   // native swarms one connection is in
+    std::size_t max_peers_per_connection = 0;    // tracker.max_peers_per_connection
   } limits;
   struct {
     std::size_t max_bytes = 0;

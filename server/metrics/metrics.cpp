@@ -6,58 +6,18 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
-#include <stdexcept>
+#include <functional>
+#include <vector>
 
 #include "server/metrics/process_collector.hpp"
 
 namespace swarmcoord::metrics {
-
-counters& counters::operator+=(const counters& o) {
-  auto add = [](auto& a, const auto& b) {
-    for (std::size_t i = 0; i < a.size(); ++i) a[i] += b[i];
-  };
-  add(connections, o.connections);
-  connections_accepted += o.connections_accepted;
-  connections_rejected += o.connections_rejected;
-  slow_consumers_closed += o.slow_consumers_closed;
-  deliveries_dropped += o.deliveries_dropped;
-  reads_throttled += o.reads_throttled;
-  for (std::size_t p = 0; p < protocol_count; ++p) {
-    add(received[p], o.received[p]);
-    add(sent[p], o.sent[p]);
-    add(errors[p], o.errors[p]);
-  }
-  add(swarms, o.swarms);
-  add(seeders, o.seeders);
-  add(leechers, o.leechers);
-  offers_relayed += o.offers_relayed;
-  offers_unrelayed += o.offers_unrelayed;
-  answers_relayed += o.answers_relayed;
-  answers_dropped_unknown_offer += o.answers_dropped_unknown_offer;
-  answers_dropped_offerer_gone += o.answers_dropped_offerer_gone;
-  peers_expired += o.peers_expired;
-  mesh_plans += o.mesh_plans;
-  add(plan_time_buckets, o.plan_time_buckets);
-  plan_time_sum_s += o.plan_time_sum_s;
-  add(neighbors_assigned, o.neighbors_assigned);
-  links_taken_back += o.links_taken_back;
-  bad_peer_reports += o.bad_peer_reports;
-  add(signals_relayed, o.signals_relayed);
-  add(signal_failures, o.signal_failures);
-  add(client_bytes, o.client_bytes);
-  return *this;
-}
-
-void counters::observe_plan(double seconds) {
-  std::size_t b = 0;
-  while (b < plan_buckets && seconds > plan_bucket_bounds[b]) ++b;
-  ++plan_time_buckets[b];
-  plan_time_sum_s += seconds;
-}
-
 namespace {
 using prometheus::Counter;
 using prometheus::Gauge;
+namespace wt = ::swarmcoord::protocol::webtorrent;
+namespace nv = ::swarmcoord::protocol::native;
+using read_count = std::function<std::uint64_t(const worker_figures&)>;
 
 void raise_to(Counter& c, std::uint64_t total) {
   // Counters only go up; workers' totals only go up too, so this sets the exact value.
@@ -66,111 +26,141 @@ void raise_to(Counter& c, std::uint64_t total) {
 }
 }  // namespace
 
-struct exporter::handles {
-  struct per_protocol {
-    Gauge* connections;
-    Gauge* swarms;
-    Gauge* seeders;
-    Gauge* leechers;
-    std::vector<Counter*> received, sent, errors;
-  };
-  std::array<per_protocol, protocol_count> proto;
-  Counter* accepted;
-  Counter* rejected;
-  Counter* slow_consumers;
-  Counter* deliveries_dropped;
-  Counter* reads_throttled;
-  Counter* offers_relayed;
-  Counter* offers_unrelayed;
-  Counter* answers_relayed;
-  Counter* answers_dropped_unknown_offer;
-  Counter* answers_dropped_offerer_gone;
-  Counter* peers_expired;
-  Counter* mesh_plans;
-  prometheus::Histogram* plan_seconds;
-  std::array<std::uint64_t, plan_buckets + 1> plan_buckets_seen{};
-  double plan_sum_seen = 0;
-  std::array<Counter*, 5> neighbors_assigned;
-  Counter* links_taken_back;
-  Counter* bad_peer_reports;
-  std::array<Counter*, 4> signals_relayed;
-  std::array<Counter*, 3> signal_failures;
-  std::array<Counter*, 3> client_bytes;
+struct exporter::table {
+  std::vector<std::pair<Counter*, read_count>> counters;
+  std::vector<std::pair<Gauge*, read_count>> gauges;
+  prometheus::Histogram* plan_seconds = nullptr;
+  plan_histogram plans_seen;  // what the histogram was fed up to the last scrape
   process_collector process;
 };
 
-exporter::exporter(std::string_view version, std::array<protocol_labels, protocol_count> labels)
-    : registry_(std::make_shared<prometheus::Registry>()), h_(std::make_unique<handles>()) {
+exporter::exporter(std::string_view version)
+    : registry_(std::make_shared<prometheus::Registry>()), table_(std::make_unique<table>()) {
   auto& reg = *registry_;
+  table& t = *table_;
   auto counter = [&](const char* name, const char* help) -> auto& {
     return prometheus::BuildCounter().Name(name).Help(help).Register(reg);
   };
   auto gauge = [&](const char* name, const char* help) -> auto& {
     return prometheus::BuildGauge().Name(name).Help(help).Register(reg);
   };
+  auto count = [&](prometheus::Family<Counter>& family, const prometheus::Labels& labels, read_count read) {
+    t.counters.emplace_back(&family.Add(labels), std::move(read));
+  };
+  auto show = [&](prometheus::Family<Gauge>& family, const prometheus::Labels& labels, read_count read) {
+    t.gauges.emplace_back(&family.Add(labels), std::move(read));
+  };
+  // One series per entry of an array field, labelled with names[i] (and the protocol).
+  auto count_each = [&](prometheus::Family<Counter>& family, prometheus::Labels labels, const char* key,
+                        const auto& names, auto array_of) {
+    for (std::size_t i = 0; i < std::size(names); ++i) {
+      labels[key] = std::string(names[i]);
+      count(family, labels, [array_of, i](const worker_figures& f) { return array_of(f)[i]; });
+    }
+  };
+  std::array<std::string_view, wt::error_reason_count> wt_reasons;
+  for (std::size_t r = 0; r < wt_reasons.size(); ++r) wt_reasons[r] = wt::to_string(static_cast<wt::error_reason>(r));
+  std::array<std::string_view, nv::error_code_count> nv_reasons;
+  for (std::size_t c = 0; c < nv_reasons.size(); ++c) nv_reasons[c] = nv::to_string(static_cast<nv::error_code>(c));
+  std::array<std::string_view, nv::locality_count> tiers;
+  for (std::size_t l = 0; l < tiers.size(); ++l) tiers[l] = nv::to_string(static_cast<nv::locality>(l));
+  const std::string wt_name(protocol_names[index_of(protocol::webtorrent)]);
+  const std::string nv_name(protocol_names[index_of(protocol::native)]);
+
+  // ---- connections (net)
   auto& connections = gauge("swarmcoord_connections", "Open WebSocket connections.");
+  for (std::size_t p = 0; p < protocol_count; ++p)
+    show(connections, {{"protocol", std::string(protocol_names[p])}},
+         [p](const worker_figures& f) { return f.net.connections[p]; });
+  count(counter("swarmcoord_connections_accepted_total", "WebSocket connections accepted."), {},
+        [](const worker_figures& f) { return f.net.connections_accepted; });
+  count(counter("swarmcoord_connections_rejected_total",
+                "Connections refused: WebSocket upgrades over server.max_connections (503), plain HTTP "
+                "connections over server.max_http_sessions."),
+        {}, [](const worker_figures& f) { return f.net.connections_rejected; });
+  count(counter("swarmcoord_slow_consumers_closed_total", "Connections closed because their write queue overflowed."),
+        {}, [](const worker_figures& f) { return f.net.slow_consumers_closed; });
+  count(counter("swarmcoord_deliveries_dropped_total", "Messages for connections that had closed meanwhile."), {},
+        [](const worker_figures& f) { return f.net.deliveries_dropped; });
+  count(counter("swarmcoord_reads_throttled_total",
+                "Pauses in reading from a connection over server.max_messages_per_second."),
+        {}, [](const worker_figures& f) { return f.net.reads_throttled; });
+
+  // ---- messages and protocol errors (sessions; message_too_big from the transport)
   auto& received = counter("swarmcoord_messages_received_total", "Messages received from clients.");
   auto& sent = counter("swarmcoord_messages_sent_total", "Messages sent to clients.");
   auto& errors = counter("swarmcoord_protocol_errors_total", "Invalid client messages, by reason.");
+  count_each(received, {{"protocol", wt_name}}, "type", wt::client_type_names,
+             [](const worker_figures& f) -> const auto& { return f.sessions.webtorrent.received; });
+  count_each(sent, {{"protocol", wt_name}}, "type", wt::server_type_names,
+             [](const worker_figures& f) -> const auto& { return f.sessions.webtorrent.sent; });
+  count_each(errors, {{"protocol", wt_name}}, "reason", wt_reasons,
+             [](const worker_figures& f) -> const auto& { return f.sessions.webtorrent.errors; });
+  count_each(received, {{"protocol", nv_name}}, "type", nv::client_type_names,
+             [](const worker_figures& f) -> const auto& { return f.sessions.native.received; });
+  count_each(sent, {{"protocol", nv_name}}, "type", nv::server_type_names,
+             [](const worker_figures& f) -> const auto& { return f.sessions.native.sent; });
+  // A native error is counted where it is raised: by the session (decoding, its own limits) or
+  // by the mesh (the swarm's rules). Some codes come from both; no error is counted twice.
+  for (std::size_t c = 0; c < nv_reasons.size(); ++c)
+    count(errors, {{"protocol", nv_name}, {"reason", std::string(nv_reasons[c])}},
+          [c](const worker_figures& f) { return f.sessions.native.errors[c] + f.mesh.errors[c]; });
+  for (std::size_t p = 0; p < protocol_count; ++p)
+    count(errors, {{"protocol", std::string(protocol_names[p])}, {"reason", "message_too_big"}},
+          [p](const worker_figures& f) { return f.net.messages_too_big[p]; });
+
+  // ---- swarms and peers (domain)
   auto& swarms = gauge("swarmcoord_swarms", "Swarms with at least one peer.");
+  show(swarms, {{"protocol", wt_name}}, [](const worker_figures& f) { return f.tracker_totals.swarms; });
+  show(swarms, {{"protocol", nv_name}}, [](const worker_figures& f) { return f.mesh_totals.swarms; });
   auto& peers = gauge("swarmcoord_peers", "Peers in swarms, by role.");
-  for (std::size_t p = 0; p < protocol_count; ++p) {
-    const auto& l = labels[p];
-    if (l.received_types.size() > max_labels || l.sent_types.size() > max_labels || l.error_reasons.size() > max_labels)
-      throw std::logic_error("metrics: more labels than counters::max_labels for " + std::string(l.name));
-    const std::string name(labels[p].name);
-    auto& hp = h_->proto[p];
-    hp.connections = &connections.Add({{"protocol", name}});
-    hp.swarms = &swarms.Add({{"protocol", name}});
-    hp.seeders = &peers.Add({{"protocol", name}, {"role", "seeder"}});
-    hp.leechers = &peers.Add({{"protocol", name}, {"role", "leecher"}});
-    for (auto t : labels[p].received_types)
-      hp.received.push_back(&received.Add({{"protocol", name}, {"type", std::string(t)}}));
-    for (auto t : labels[p].sent_types)
-      hp.sent.push_back(&sent.Add({{"protocol", name}, {"type", std::string(t)}}));
-    for (auto r : labels[p].error_reasons)
-      hp.errors.push_back(&errors.Add({{"protocol", name}, {"reason", std::string(r)}}));
-  }
-  h_->accepted = &counter("swarmcoord_connections_accepted_total", "WebSocket connections accepted.").Add({});
-  h_->rejected = &counter("swarmcoord_connections_rejected_total",
-                          "WebSocket upgrades refused with 503 over server.max_connections.").Add({});
-  h_->slow_consumers = &counter("swarmcoord_slow_consumers_closed_total",
-                                "Connections closed because their write queue overflowed.").Add({});
-  h_->deliveries_dropped = &counter("swarmcoord_deliveries_dropped_total",
-                                    "Messages for connections that had closed meanwhile.").Add({});
-  h_->reads_throttled = &counter("swarmcoord_reads_throttled_total",
-                                 "Pauses in reading from a connection over server.max_messages_per_second.").Add({});
-  h_->offers_relayed = &counter("swarmcoord_offers_relayed_total", "WebRTC offers relayed to peers.").Add({});
-  h_->offers_unrelayed = &counter("swarmcoord_offers_unrelayed_total",
-                                  "Offers not relayed: too few peers, over the cap, or malformed.").Add({});
-  h_->answers_relayed = &counter("swarmcoord_answers_relayed_total", "WebRTC answers relayed to offerers.").Add({});
+  show(peers, {{"protocol", wt_name}, {"role", "seeder"}}, [](const worker_figures& f) { return f.tracker_totals.seeders; });
+  show(peers, {{"protocol", wt_name}, {"role", "leecher"}}, [](const worker_figures& f) { return f.tracker_totals.leechers; });
+  show(peers, {{"protocol", nv_name}, {"role", "seeder"}}, [](const worker_figures& f) { return f.mesh_totals.seeds; });
+  show(peers, {{"protocol", nv_name}, {"role", "leecher"}}, [](const worker_figures& f) { return f.mesh_totals.leechers; });
+
+  // ---- WebTorrent relaying (tracker)
+  count(counter("swarmcoord_offers_relayed_total", "WebRTC offers relayed to peers."), {},
+        [](const worker_figures& f) { return f.tracker.offers_relayed; });
+  count(counter("swarmcoord_offers_unrelayed_total", "Offers not relayed: too few peers, over the cap, or malformed."),
+        {}, [](const worker_figures& f) { return f.tracker.offers_unrelayed; });
+  count(counter("swarmcoord_answers_relayed_total", "WebRTC answers relayed to offerers."), {},
+        [](const worker_figures& f) { return f.tracker.answers_relayed; });
   auto& dropped = counter("swarmcoord_answers_dropped_total", "Answers not relayed, by reason.");
-  h_->answers_dropped_unknown_offer = &dropped.Add({{"reason", "unknown_offer"}});
-  h_->answers_dropped_offerer_gone = &dropped.Add({{"reason", "offerer_gone"}});
-  h_->peers_expired = &counter("swarmcoord_peers_expired_total", "Peers removed for not re-announcing.").Add({});
-  h_->mesh_plans = &counter("swarmcoord_mesh_plans_total", "Mesh planning steps (join, refill, re-plan).").Add({});
-  h_->plan_seconds = &prometheus::BuildHistogram()
-                          .Name("swarmcoord_mesh_plan_seconds")
-                          .Help("Time from a join to its neighbours being planned, and of each re-plan pass.")
-                          .Register(reg)
-                          .Add({}, prometheus::Histogram::BucketBoundaries(plan_bucket_bounds.begin(),
-                                                                           plan_bucket_bounds.end()));
-  auto& assigned = counter("swarmcoord_neighbors_assigned_total", "Mesh links made, by locality tier.");
-  const char* tiers[] = {"site", "subnet", "asn", "country", "remote"};
-  for (std::size_t i = 0; i < 5; ++i) h_->neighbors_assigned[i] = &assigned.Add({{"locality", tiers[i]}});
-  h_->links_taken_back = &counter("swarmcoord_mesh_links_taken_back_total",
-                                  "Links of a full holder given to a peer that had no useful neighbour.").Add({});
-  h_->bad_peer_reports = &counter("swarmcoord_bad_peer_reports_total",
-                                  "Neighbours reported by native clients for blocks that failed the manifest.").Add({});
-  auto& relayed = counter("swarmcoord_signals_relayed_total", "Native signaling messages relayed, by kind.");
-  const char* kinds[] = {"offer", "answer", "candidate", "other"};
-  for (std::size_t i = 0; i < 4; ++i) h_->signals_relayed[i] = &relayed.Add({{"kind", kinds[i]}});
+  count(dropped, {{"reason", "unknown_offer"}}, [](const worker_figures& f) { return f.tracker.answers_dropped_unknown_offer; });
+  count(dropped, {{"reason", "offerer_gone"}}, [](const worker_figures& f) { return f.tracker.answers_dropped_offerer_gone; });
+  count(counter("swarmcoord_peers_expired_total", "Peers removed for not re-announcing."), {},
+        [](const worker_figures& f) { return f.tracker.peers_expired; });
+
+  // ---- native mesh and signaling (mesh; signals too big from the session)
+  count(counter("swarmcoord_mesh_plans_total", "Mesh planning steps (join, refill, re-plan)."), {},
+        [](const worker_figures& f) { return f.mesh.plans; });
+  t.plan_seconds = &prometheus::BuildHistogram()
+                        .Name("swarmcoord_mesh_plan_seconds")
+                        .Help("Time from a join to its neighbours being planned, and of each re-plan pass.")
+                        .Register(reg)
+                        .Add({}, prometheus::Histogram::BucketBoundaries(plan_bucket_bounds.begin(),
+                                                                         plan_bucket_bounds.end()));
+  count_each(counter("swarmcoord_neighbors_assigned_total", "Mesh links made, by locality tier."), {}, "locality",
+             tiers, [](const worker_figures& f) -> const auto& { return f.mesh.neighbors_assigned; });
+  count(counter("swarmcoord_mesh_links_taken_back_total",
+                "Links of a full holder given to a peer that had no useful neighbour."),
+        {}, [](const worker_figures& f) { return f.mesh.links_taken_back; });
+  count(counter("swarmcoord_bad_peer_reports_total",
+                "Neighbours reported by native clients for blocks that failed the manifest."),
+        {}, [](const worker_figures& f) { return f.mesh.bad_peer_reports; });
+  count_each(counter("swarmcoord_signals_relayed_total", "Native signaling messages relayed, by kind."), {}, "kind",
+             swarm::signal_kind_names, [](const worker_figures& f) -> const auto& { return f.mesh.signals_relayed; });
   auto& failures = counter("swarmcoord_signal_failures_total", "Native signals not relayed, by reason.");
-  const char* reasons[] = {"not_joined", "peer_not_found", "too_big"};
-  for (std::size_t i = 0; i < 3; ++i) h_->signal_failures[i] = &failures.Add({{"reason", reasons[i]}});
+  count(failures, {{"reason", "not_joined"}}, [](const worker_figures& f) { return f.mesh.signal_failures_not_joined; });
+  count(failures, {{"reason", "peer_not_found"}},
+        [](const worker_figures& f) { return f.mesh.signal_failures_peer_not_found; });
+  count(failures, {{"reason", "too_big"}}, [](const worker_figures& f) { return f.sessions.native.signals_too_big; });
   auto& bytes = counter("swarmcoord_client_bytes_total", "Bytes native clients reported, by source.");
-  const char* sources[] = {"http", "p2p", "uploaded"};
-  for (std::size_t i = 0; i < 3; ++i) h_->client_bytes[i] = &bytes.Add({{"source", sources[i]}});
+  count(bytes, {{"source", "http"}}, [](const worker_figures& f) { return f.mesh.http_bytes; });
+  count(bytes, {{"source", "p2p"}}, [](const worker_figures& f) { return f.mesh.p2p_bytes; });
+  count(bytes, {{"source", "uploaded"}}, [](const worker_figures& f) { return f.mesh.uploaded_bytes; });
+
   gauge("swarmcoord_build_info", "Build information; the value is always 1.")
       .Add({{"version", std::string(version)}})
       .Set(1);
@@ -178,52 +168,24 @@ exporter::exporter(std::string_view version, std::array<protocol_labels, protoco
 
 exporter::~exporter() = default;
 
-std::string exporter::render(const counters& t) {
-  for (std::size_t p = 0; p < protocol_count; ++p) {
-    auto& hp = h_->proto[p];
-    hp.connections->Set(static_cast<double>(t.connections[p]));
-    hp.swarms->Set(static_cast<double>(t.swarms[p]));
-    hp.seeders->Set(static_cast<double>(t.seeders[p]));
-    hp.leechers->Set(static_cast<double>(t.leechers[p]));
-    for (std::size_t i = 0; i < hp.received.size(); ++i) raise_to(*hp.received[i], t.received[p][i]);
-    for (std::size_t i = 0; i < hp.sent.size(); ++i) raise_to(*hp.sent[i], t.sent[p][i]);
-    for (std::size_t i = 0; i < hp.errors.size(); ++i) raise_to(*hp.errors[i], t.errors[p][i]);
+std::string exporter::render(const worker_figures& total) {
+  table& t = *table_;
+  for (auto& [gauge, read] : t.gauges) gauge->Set(static_cast<double>(read(total)));
+  for (auto& [counter, read] : t.counters) raise_to(*counter, read(total));
+  // The histogram only accepts observations: feed it what arrived since the last scrape.
+  std::vector<double> increments(total.plans.buckets.size());
+  bool any = false;
+  for (std::size_t i = 0; i < increments.size(); ++i) {
+    increments[i] = static_cast<double>(total.plans.buckets[i] - t.plans_seen.buckets[i]);
+    any = any || increments[i] > 0;
   }
-  raise_to(*h_->accepted, t.connections_accepted);
-  raise_to(*h_->rejected, t.connections_rejected);
-  raise_to(*h_->slow_consumers, t.slow_consumers_closed);
-  raise_to(*h_->deliveries_dropped, t.deliveries_dropped);
-  raise_to(*h_->reads_throttled, t.reads_throttled);
-  raise_to(*h_->offers_relayed, t.offers_relayed);
-  raise_to(*h_->offers_unrelayed, t.offers_unrelayed);
-  raise_to(*h_->answers_relayed, t.answers_relayed);
-  raise_to(*h_->answers_dropped_unknown_offer, t.answers_dropped_unknown_offer);
-  raise_to(*h_->answers_dropped_offerer_gone, t.answers_dropped_offerer_gone);
-  raise_to(*h_->peers_expired, t.peers_expired);
-  raise_to(*h_->mesh_plans, t.mesh_plans);
-  {
-    // The histogram only accepts observations: feed it what arrived since the last scrape.
-    std::vector<double> increments(plan_buckets + 1);
-    bool any = false;
-    for (std::size_t i = 0; i <= plan_buckets; ++i) {
-      increments[i] = static_cast<double>(t.plan_time_buckets[i] - h_->plan_buckets_seen[i]);
-      any = any || increments[i] > 0;
-    }
-    if (any) {
-      h_->plan_seconds->ObserveMultiple(increments, t.plan_time_sum_s - h_->plan_sum_seen);
-      h_->plan_buckets_seen = t.plan_time_buckets;
-      h_->plan_sum_seen = t.plan_time_sum_s;
-    }
+  if (any) {
+    t.plan_seconds->ObserveMultiple(increments, total.plans.sum_s - t.plans_seen.sum_s);
+    t.plans_seen = total.plans;
   }
-  for (std::size_t i = 0; i < 5; ++i) raise_to(*h_->neighbors_assigned[i], t.neighbors_assigned[i]);
-  raise_to(*h_->links_taken_back, t.links_taken_back);
-  raise_to(*h_->bad_peer_reports, t.bad_peer_reports);
-  for (std::size_t i = 0; i < 4; ++i) raise_to(*h_->signals_relayed[i], t.signals_relayed[i]);
-  for (std::size_t i = 0; i < 3; ++i) raise_to(*h_->signal_failures[i], t.signal_failures[i]);
-  for (std::size_t i = 0; i < 3; ++i) raise_to(*h_->client_bytes[i], t.client_bytes[i]);
 
   auto families = registry_->Collect();
-  auto process = h_->process.Collect();
+  auto process = t.process.Collect();
   families.insert(families.end(), process.begin(), process.end());
   return prometheus::TextSerializer{}.Serialize(families);
 }

@@ -26,7 +26,7 @@ bool health_route(std::string_view path, const runtime& rt, respond_fn& respond)
 }
 
 struct stats_part {
-  metrics::counters counters;
+  metrics::worker_figures figures;
   std::vector<swarm::swarm_summary> top;
   std::vector<swarm::mesh_swarm_summary> top_native;
 };
@@ -47,11 +47,11 @@ admin_routes::admin_routes(runtime& rt, metrics::exporter& exporter, std::string
 void admin_routes::handle(std::string_view path, boost::asio::any_io_executor ex, respond_fn respond) {
   if (health_route(path, rt_, respond)) return;
   if (path == "/metrics") {
-    rt_.gather<metrics::counters>(
-        ex, [](worker& w) { return w.snapshot(); },
-        [this, respond](std::vector<metrics::counters> parts) {
-          metrics::counters total;
-          for (const auto& p : parts) total += p;
+    rt_.gather<metrics::worker_figures>(
+        ex, [](worker& w) { return w.figures(); },
+        [this, respond](std::vector<metrics::worker_figures> parts) {
+          metrics::worker_figures total;
+          for (const auto& p : parts) metrics::accumulate(total, p);
           respond(200, "text/plain; version=0.0.4", exporter_.render(total));
         });
     return;
@@ -60,14 +60,14 @@ void admin_routes::handle(std::string_view path, boost::asio::any_io_executor ex
     rt_.gather<stats_part>(
         ex,
         [](worker& w) {
-          return stats_part{w.snapshot(), w.tracker().top_swarms(top_swarm_count), w.mesh().top_swarms(top_swarm_count)};
+          return stats_part{w.figures(), w.tracker().top_swarms(top_swarm_count), w.mesh().top_swarms(top_swarm_count)};
         },
         [this, respond](std::vector<stats_part> parts) {
-          metrics::counters total;
+          metrics::worker_figures total;
           // Both protocols' swarms in one list, largest first.
           std::vector<std::pair<std::uint32_t, nlohmann::json>> top;
           for (auto& p : parts) {
-            total += p.counters;
+            metrics::accumulate(total, p.figures);
             for (const auto& s : p.top)
               top.emplace_back(s.seeders + s.leechers,
                                nlohmann::json{{"protocol", "webtorrent"}, {"info_hash", s.info_hash.hex()},
@@ -83,22 +83,22 @@ void admin_routes::handle(std::string_view path, boost::asio::any_io_executor ex
           }
           std::stable_sort(top.begin(), top.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
           if (top.size() > top_swarm_count) top.resize(top_swarm_count);
-          constexpr auto wt = static_cast<std::size_t>(metrics::protocol::webtorrent);
-          constexpr auto native = static_cast<std::size_t>(metrics::protocol::native);
+          const auto& connections = total.net.connections;
           nlohmann::json j;
           j["version"] = version_;
           j["uptime_s"] = std::chrono::duration_cast<std::chrono::seconds>(
                               std::chrono::steady_clock::now() - started_).count();
           j["draining"] = rt_.draining();
           j["workers"] = rt_.worker_count();
-          j["connections"] = {{"webtorrent", total.connections[wt]}, {"native", total.connections[native]}};
-          j["swarms"] = total.swarms[wt] + total.swarms[native];
-          j["peers"] = {{"seeders", total.seeders[wt] + total.seeders[native]},
-                        {"leechers", total.leechers[wt] + total.leechers[native]}};
+          j["connections"] = {{"webtorrent", connections[metrics::index_of(metrics::protocol::webtorrent)]},
+                              {"native", connections[metrics::index_of(metrics::protocol::native)]}};
+          j["swarms"] = total.tracker_totals.swarms + total.mesh_totals.swarms;
+          j["peers"] = {{"seeders", total.tracker_totals.seeders + total.mesh_totals.seeds},
+                        {"leechers", total.tracker_totals.leechers + total.mesh_totals.leechers}};
           auto& list = j["top_swarms"] = nlohmann::json::array();
           for (auto& [peers, entry] : top) list.push_back(std::move(entry));
-          const double moved = static_cast<double>(total.client_bytes[0] + total.client_bytes[1]);
-          j["offload_ratio"] = moved > 0 ? static_cast<double>(total.client_bytes[1]) / moved : 0.0;
+          const double moved = static_cast<double>(total.mesh.http_bytes + total.mesh.p2p_bytes);
+          j["offload_ratio"] = moved > 0 ? static_cast<double>(total.mesh.p2p_bytes) / moved : 0.0;
           respond(200, "application/json", j.dump(2) + "\n");
         });
     return;

@@ -1,5 +1,6 @@
 #include "server/net/runtime.hpp"
 
+#include <algorithm>
 #include <random>
 
 #include <boost/asio/ip/address.hpp>
@@ -33,7 +34,7 @@ runtime::runtime(const config::config& cfg)
     : cfg_(cfg),
       routes_(std::make_unique<public_routes>(*this)),
       locator_(make_locator(cfg_)) {
-  const unsigned n = std::min(cfg_.server.threads, 1u << (64 - worker_shift));
+  const unsigned n = std::clamp(cfg_.server.threads, 1u, swarm::max_workers);
   for (unsigned i = 0; i < n; ++i)
     workers_.push_back(std::make_unique<worker>(*this, i, n, cfg_.tracker, cfg_.mesh.planner, cfg_.mesh.replan_ms));
   if (!cfg_.server.tls_cert.empty()) {

@@ -109,7 +109,7 @@ class http_session final : public std::enable_shared_from_this<http_session<Stre
     if (!accept) return write(400, "text/plain", "invalid Sec-WebSocket-Key\n", false, req.version());
     if (rt_->draining()) return write(503, "text/plain", "draining\n", false, req.version());
     if (!rt_->admit()) {
-      ++worker_->counters().connections_rejected;
+      ++worker_->net_counters().connections_rejected;
       return write(503, "text/plain", "too many connections\n", false, req.version());
     }
     // A proxy may append its own X-Forwarded-For line after one the client sent: join them all.
@@ -169,7 +169,7 @@ swarm::ip_address remote_of(const tcp::socket& s) {
 
 void start_public_session(tcp::socket&& socket, worker& w, runtime& rt) {
   if (!rt.admit_http()) {
-    ++w.counters().connections_rejected;
+    ++w.net_counters().connections_rejected;
     boost::system::error_code ec;
     socket.close(ec);
     return;

@@ -1,7 +1,9 @@
 #pragma once
 // WebSocket sessions: the WebTorrent protocol on / and /announce, the native protocol on
 // /v1/ws. The HTTP session validates the upgrade request and hands over the stream, the
-// Sec-WebSocket-Accept value and any bytes the client sent after its request.
+// Sec-WebSocket-Accept value and any bytes the client sent after its request; a session is
+// then a transport (ws_transport.hpp) and the protocol session for the path
+// (sessions/webtorrent_session.hpp, sessions/native_session.hpp).
 #include <string>
 #include <string_view>
 
@@ -10,7 +12,7 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
-#include "server/metrics/metrics.hpp"
+#include "server/metrics/counters.hpp"
 #include "server/swarm/address.hpp"
 
 namespace swarmcoord::net {

@@ -331,11 +331,17 @@ mesh::swarm_state* mesh::find_member(const std::string& key, nv::peer_id id, std
   return &it->second;
 }
 
-void mesh::on_join(const member_info& who, nv::join&& j, std::vector<mesh_outgoing>& out) {
+void mesh::refuse(std::vector<mesh_outgoing>& out, mesh_connection_id to, nv::error&& e) {
+  ++counters_.errors[static_cast<std::size_t>(e.code)];
+  out.push_back({to, std::move(e)});
+}
+
+join_outcome mesh::on_join(const member_info& who, nv::join&& j, std::vector<mesh_outgoing>& out) {
   auto fail = [&](nv::error_code code, std::string message) {
     auto sit = swarms_.find(j.swarm);
     const bool member = sit != swarms_.end() && sit->second.by_id.count(who.id);
-    out.push_back({who.conn, nv::error{code, std::move(message), "join", j.swarm}, member ? "" : j.swarm});
+    refuse(out, who.conn, nv::error{code, std::move(message), "join", j.swarm});
+    return member ? join_outcome::joined : join_outcome::refused;
   };
   const std::uint64_t blocks64 = (j.size + j.block_size - 1) / j.block_size;
   if (blocks64 > config_.max_blocks)
@@ -383,18 +389,19 @@ void mesh::on_join(const member_info& who, nv::join&& j, std::vector<mesh_outgoi
   changes.by_slot.try_emplace(slot);  // the joiner always hears about its neighbours
   plan(s, slot, changes);
   flush(s, changes, out);
+  return join_outcome::joined;
 }
 
 void mesh::on_have(const member_info& who, nv::have&& h, std::vector<mesh_outgoing>& out) {
   std::uint32_t slot;
   swarm_state* s = find_member(h.swarm, who.id, slot);
-  if (!s) return out.push_back({who.conn, nv::error{nv::error_code::not_joined, "not a member of that swarm", "have", h.swarm}});
+  if (!s) return refuse(out, who.conn, nv::error{nv::error_code::not_joined, "not a member of that swarm", "have", h.swarm});
   for (auto b : h.blocks)
     if (b >= s->blocks)
-      return out.push_back({who.conn, nv::error{nv::error_code::block_out_of_range,
+      return refuse(out, who.conn, nv::error{nv::error_code::block_out_of_range,
                                                 "block " + std::to_string(b) + " is out of range (the swarm has " +
                                                     std::to_string(s->blocks) + " blocks)",
-                                                "have", h.swarm}});
+                                                "have", h.swarm});
   member& m = s->slots[slot];
   const bool was_holder = !m.have.empty();
   bool changed = false;
@@ -416,7 +423,7 @@ void mesh::on_have(const member_info& who, nv::have&& h, std::vector<mesh_outgoi
 void mesh::on_leave(const member_info& who, const nv::leave& l, std::vector<mesh_outgoing>& out) {
   std::uint32_t slot;
   swarm_state* s = find_member(l.swarm, who.id, slot);
-  if (!s) return out.push_back({who.conn, nv::error{nv::error_code::not_joined, "not a member of that swarm", "leave", l.swarm}});
+  if (!s) return refuse(out, who.conn, nv::error{nv::error_code::not_joined, "not a member of that swarm", "leave", l.swarm});
   change_set changes;
   remove_member(*s, slot, changes);
   flush(*s, changes, out);
@@ -429,13 +436,13 @@ void mesh::on_signal(const member_info& who, nv::signal&& sig, std::vector<mesh_
   swarm_state* s = find_member(sig.swarm, who.id, slot);
   if (!s) {
     ++counters_.signal_failures_not_joined;
-    return out.push_back({who.conn, nv::error{nv::error_code::not_joined, "not a member of that swarm", "signal", sig.swarm}});
+    return refuse(out, who.conn, nv::error{nv::error_code::not_joined, "not a member of that swarm", "signal", sig.swarm});
   }
   auto target = s->by_id.find(sig.to);
   if (target == s->by_id.end()) {
     ++counters_.signal_failures_peer_not_found;
-    return out.push_back({who.conn, nv::error{nv::error_code::peer_not_found,
-                                              "peer " + nv::format_peer_id(sig.to) + " is not in that swarm", "signal", sig.swarm}});
+    return refuse(out, who.conn, nv::error{nv::error_code::peer_not_found,
+                                              "peer " + nv::format_peer_id(sig.to) + " is not in that swarm", "signal", sig.swarm});
   }
   ++counters_.signals_relayed[signal_kind_index(sig.kind)];
   out.push_back({s->slots[target->second].info.conn, nv::signal_relay{s->key, who.id, std::move(sig.data)}});
@@ -444,7 +451,7 @@ void mesh::on_signal(const member_info& who, nv::signal&& sig, std::vector<mesh_
 void mesh::on_report(const member_info& who, const nv::report& r, std::vector<mesh_outgoing>& out) {
   std::uint32_t slot;
   swarm_state* s = find_member(r.swarm, who.id, slot);
-  if (!s) return out.push_back({who.conn, nv::error{nv::error_code::not_joined, "not a member of that swarm", "report", r.swarm}});
+  if (!s) return refuse(out, who.conn, nv::error{nv::error_code::not_joined, "not a member of that swarm", "report", r.swarm});
   // Saturating: a counter that wrapped would freeze the Prometheus one for good.
   auto add = [](std::uint64_t& total, std::uint64_t v) { total = total > UINT64_MAX - v ? UINT64_MAX : total + v; };
   add(s->http_bytes, r.http_bytes);

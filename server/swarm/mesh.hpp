@@ -60,10 +60,14 @@ struct member_info {
   location where;
 };
 
-inline constexpr std::size_t signal_kind_count = 4;  // offer, answer, candidate, other
+inline constexpr std::size_t signal_kind_count = 4;
+inline constexpr std::string_view signal_kind_names[signal_kind_count] = {"offer", "answer", "candidate", "other"};
 std::size_t signal_kind_index(std::string_view kind);
 
 struct mesh_counters {
+  // Requests refused by the swarm's rules, by code (the session counts the errors of decoding
+  // and of its own limits).
+  std::array<std::uint64_t, nv::error_code_count> errors{};
   std::uint64_t plans = 0;
   std::array<std::uint64_t, nv::locality_count> neighbors_assigned{};
   std::uint64_t links_taken_back = 0;
@@ -79,10 +83,13 @@ struct mesh_counters {
 struct mesh_outgoing {
   mesh_connection_id to;
   nv::server_message message;
-  // Not on the wire: a join was refused and the sender is not a member of this swarm, so the
-  // connection's count of swarms (limits.max_swarms_per_connection) goes down again.
-  std::string refused_join;
 };
+
+// What a join came to. `refused`: the joiner is not a member of the swarm afterwards (it was
+// not one before, and the join failed); a refused re-join of a member leaves it a member with
+// its old state, which counts as `joined`. The connection's home counts the swarms it is in
+// (limits.max_swarms_per_connection), so a refusal gives the slot back.
+enum class join_outcome : std::uint8_t { joined, refused };
 
 struct mesh_swarm_summary {
   std::string key;
@@ -104,7 +111,7 @@ class mesh {
  public:
   explicit mesh(mesh_config config, std::uint64_t seed = 0x5eed);
 
-  void on_join(const member_info& who, nv::join&& j, std::vector<mesh_outgoing>& out);
+  join_outcome on_join(const member_info& who, nv::join&& j, std::vector<mesh_outgoing>& out);
   void on_have(const member_info& who, nv::have&& h, std::vector<mesh_outgoing>& out);
   void on_leave(const member_info& who, const nv::leave& l, std::vector<mesh_outgoing>& out);
   void on_signal(const member_info& who, nv::signal&& s, std::vector<mesh_outgoing>& out);
@@ -180,6 +187,8 @@ class mesh {
   bool take_back(swarm_state& s, std::uint32_t needy, std::uint32_t holder, change_set& changes);
   void gather_candidates(swarm_state& s, std::uint32_t slot, std::vector<std::uint32_t>& out);
   void flush(swarm_state& s, change_set& changes, std::vector<mesh_outgoing>& out);
+  // Answers the request of connection `to` with an error, counted by code.
+  void refuse(std::vector<mesh_outgoing>& out, mesh_connection_id to, nv::error&& e);
   void forget_swarm_of(nv::peer_id id, const std::string& key);
   void drop_if_empty(const std::string& key);
   swarm_state* find_member(const std::string& key, nv::peer_id id, std::uint32_t& slot);

@@ -75,14 +75,7 @@ void tracker::on_announce(connection_id conn, const ip_address& from, wt::announ
     peer& p = s->peers[self];
     if (p.conn != conn) {
       // Reconnected on another socket: the peer follows it, its old socket no longer owns it.
-      // The new socket's cap applies as to any new pair.
-      if (auto it = connections_.find(conn);
-          it != connections_.end() && it->second.size() >= config_.max_peers_per_connection) {
-        out.push_back({conn, wt::request_error{wt::error_reason::too_many_peers,
-                                               "too many peer_id/info_hash pairs on one connection",
-                                               a.info_hash, "announce"}});
-        return;
-      }
+      released_.push_back({p.conn, a.info_hash, a.peer_id});
       forget_membership(p.conn, a.info_hash, a.peer_id);
       p.conn = conn;
       connections_[conn].push_back({a.info_hash, a.peer_id});
@@ -91,14 +84,6 @@ void tracker::on_announce(connection_id conn, const ip_address& from, wt::announ
     }
     s->peers[self].last_seen = now;
   } else {
-    auto& owned = connections_[conn];
-    if (owned.size() >= config_.max_peers_per_connection) {
-      if (owned.empty()) connections_.erase(conn);
-      out.push_back({conn, wt::request_error{wt::error_reason::too_many_peers,
-                                             "too many peer_id/info_hash pairs on one connection",
-                                             a.info_hash, "announce"}});
-      return;
-    }
     if (!s) s = &swarms_[a.info_hash];
     add_peer(*s, a.info_hash, a.peer_id, conn, from, now);
     self = static_cast<std::uint32_t>(s->peers.size() - 1);
@@ -217,6 +202,7 @@ void tracker::expire(time_ms now) {
     swarm& s = sit->second;
     for (std::size_t i = s.peers.size(); i-- > 0;) {
       if (now - s.peers[i].last_seen < config_.peer_ttl_ms) continue;
+      released_.push_back({s.peers[i].conn, sit->first, s.peers[i].peer_id});
       forget_membership(s.peers[i].conn, sit->first, s.peers[i].peer_id);
       remove_peer(s, sit->first, static_cast<std::uint32_t>(i));
       ++counters_.peers_expired;
@@ -225,6 +211,11 @@ void tracker::expire(time_ms now) {
     if (s.peers.empty()) sit = swarms_.erase(sit);
     else ++sit;
   }
+}
+
+void tracker::take_released(std::vector<released_peer>& out) {
+  out.insert(out.end(), released_.begin(), released_.end());
+  released_.clear();
 }
 
 void tracker::expire_offers(swarm& s, time_ms now) {
@@ -364,7 +355,6 @@ std::string tracker::check_invariants() const {
   std::size_t memberships = 0;
   for (const auto& [conn, owned] : connections_) {
     if (owned.empty()) return "empty connection entry";
-    if (owned.size() > config_.max_peers_per_connection) return "connection over its peer cap";
     memberships += owned.size();
     for (const auto& m : owned) {
       auto sit = swarms_.find(m.info_hash);

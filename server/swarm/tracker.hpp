@@ -12,10 +12,10 @@
 
 #include "protocol/webtorrent.hpp"
 #include "server/swarm/address.hpp"
+#include "server/swarm/ids.hpp"
 
 namespace swarmcoord::swarm {
 
-using connection_id = std::uint64_t;
 using time_ms = std::int64_t;  // a monotonic clock, milliseconds
 namespace wt = protocol::webtorrent;
 using protocol::binary_id;
@@ -26,7 +26,6 @@ struct tracker_config {
   std::size_t max_offers = 10;
   time_ms offer_ttl_ms = 120'000;
   time_ms peer_ttl_ms = 300'000;
-  std::size_t max_peers_per_connection = 100;
   std::size_t max_scrape_all = 1000;
 };
 
@@ -43,6 +42,16 @@ struct tracker_counters {
 struct outgoing {
   connection_id to;
   wt::server_message message;
+};
+
+// An (info_hash, peer_id) pair that stopped belonging to a connection that is still open:
+// another connection re-announced it, or it expired. The connection's home counts the pairs
+// it holds (tracker.max_peers_per_connection covers all shards), so it has to hear. Pairs a
+// connection stops itself, or that go with it when it closes, are not reported.
+struct released_peer {
+  connection_id conn;
+  binary_id info_hash;
+  binary_id peer_id;
 };
 
 struct swarm_summary {
@@ -69,6 +78,8 @@ class tracker {
   void on_connection_closed(connection_id conn);
   // Drops peers silent for peer_ttl and offers older than offer_ttl.
   void expire(time_ms now);
+  // Appends the pairs released since the last call (see released_peer) and forgets them.
+  void take_released(std::vector<released_peer>& out);
 
   // Unknown info_hashes get zeros, like the reference.
   void scrape(const std::vector<binary_id>& info_hashes, std::vector<wt::scrape_file>& out) const;
@@ -142,6 +153,7 @@ class tracker {
   std::mt19937_64 rng_;
   swarm_map swarms_;
   std::unordered_map<connection_id, std::vector<membership>> connections_;
+  std::vector<released_peer> released_;
   tracker_counters counters_;
 };
 

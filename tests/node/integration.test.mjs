@@ -443,25 +443,31 @@ describe('WebTorrent flows', () => {
 describe('sharding across workers is invisible', () => {
   for (const threads of [1, 2]) {
     it(`relays offers and answers between connections with server.threads=${threads}`, async () => {
-      // max_peers_per_connection=1 (per shard) lets a probe below tell which shard a swarm is on.
+      // tracker.max_peers_per_connection counts a connection's pairs across every worker shard.
       const d = await Daemon.start(['--set', `server.threads=${threads}`, '--set', 'tracker.max_peers_per_connection=1',
         '--set', 'log.level=debug']);
       try {
-        // Shards are chosen by a hash keyed at startup, so the test can't predict them; it
-        // asks the daemon instead. The probe connection may hold one peer per shard
-        // (max_peers_per_connection=1): announcing the 16 swarms in turn, exactly one per
-        // worker is accepted and the rest get too_many_peers. So the swarms cover both shards
-        // (chance of not: 2^-15) and the per-shard bookkeeping is seen to work.
+        // Shards are chosen by a hash keyed at startup: 16 random swarms cover both workers'
+        // shards (chance of not: 2^-15). A probe connection that may hold one pair gets exactly
+        // one of them accepted, whatever the number of workers, and the rest too_many_peers;
+        // once it stops its pair, the next is accepted.
         const hashes = Array.from({ length: 16 }, () => wt.randomId());
         const probe = await connect(d);
-        let accepted = 0;
+        const accepted = [];
         for (const ih of hashes) {
-          await probe.send(wt.announce(ih, wt.randomId()));
+          const peerId = wt.randomId();
+          await probe.send(wt.announce(ih, peerId));
           const r = await probe.next({ filter: (m) => m.info_hash === ih, what: `reply for ${ih}` });
-          if (r['failure reason'] === undefined) ++accepted;
+          if (r['failure reason'] === undefined) accepted.push([ih, peerId]);
           else assert.match(r['failure reason'], /too many/);
         }
-        assert.equal(accepted, threads, 'one probe peer accepted per worker shard');
+        assert.equal(accepted.length, 1, 'one probe pair accepted in all shards together');
+        await probe.send(wt.announce(accepted[0][0], accepted[0][1], { event: 'stopped' }));
+        const again = hashes.find((ih) => ih !== accepted[0][0]);
+        await probe.send(wt.announce(again, wt.randomId()));
+        const r = await probe.next({ filter: (m) => m.info_hash === again && m.complete !== undefined,
+          what: 'a pair accepted after the stop' });
+        assert.equal(r['failure reason'], undefined);
         await probe.close();
         await until(async () => (await scrape(d)).get('swarmcoord_peers', { protocol: 'webtorrent', role: 'leecher' }) === 0,
           { what: 'the probe peers gone' });

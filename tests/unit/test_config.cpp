@@ -117,7 +117,7 @@ void check_same(const cfg::config& a, const cfg::config& b) {
   CHECK(a.tracker.max_offers == b.tracker.max_offers);
   CHECK(a.tracker.offer_ttl_ms == b.tracker.offer_ttl_ms);
   CHECK(a.tracker.peer_ttl_ms == b.tracker.peer_ttl_ms);
-  CHECK(a.tracker.max_peers_per_connection == b.tracker.max_peers_per_connection);
+  CHECK(a.limits.max_peers_per_connection == b.limits.max_peers_per_connection);
   CHECK(a.tracker.max_scrape_all == b.tracker.max_scrape_all);
 }
 
@@ -169,7 +169,7 @@ TEST_CASE("config defaults without a file are the documented ones") {
   CHECK(c.tracker.max_offers == 10);
   CHECK(c.tracker.offer_ttl_ms == 120'000);
   CHECK(c.tracker.peer_ttl_ms == 300'000);
-  CHECK(c.tracker.max_peers_per_connection == 100);
+  CHECK(c.limits.max_peers_per_connection == 100);
   CHECK(c.tracker.max_scrape_all == 1000);
 }
 
@@ -241,7 +241,7 @@ TEST_CASE("config environment overrides reach every section") {
                                {"SWARMCOORD_ADMIN_LISTEN", "127.0.0.1:9999"},
                                {"SWARMCOORD_SERVER_TRUSTED_PROXIES", R"(["192.168.0.0/16"])"}}));
   CHECK(c.log.level == "warn");
-  CHECK(c.tracker.max_peers_per_connection == 7);
+  CHECK(c.limits.max_peers_per_connection == 7);
   CHECK(c.admin.listen.port == 9999);
   REQUIRE(c.server.trusted_proxies.size() == 1);
   CHECK(c.server.trusted_proxies[0].contains(ip("192.168.44.1")));

@@ -107,14 +107,6 @@ wt::announce_response response_of(const std::vector<sw::outgoing>& out, connecti
   return responses[0].second;
 }
 
-wt::request_error error_of(const std::vector<sw::outgoing>& out, connection_id conn) {
-  auto errors = of_type<wt::request_error>(out);
-  REQUIRE(errors.size() == 1);
-  CHECK(errors[0].first == conn);
-  CHECK(out.size() == 1);
-  return errors[0].second;
-}
-
 void check_counts(const wt::announce_response& r, std::uint32_t complete, std::uint32_t incomplete) {
   CHECK(r.complete == complete);
   CHECK(r.incomplete == incomplete);
@@ -610,47 +602,42 @@ TEST_CASE("left == 0 makes a seeder without counting a download, left > 0 a leec
   CHECK(totals.leechers == 0);
 }
 
-TEST_CASE("max_peers_per_connection refuses further pairs with too_many_peers") {
+// The per-connection peer cap is counted by the connection's WebTorrent session (across all
+// shards; tests/unit/test_webtorrent_session.cpp). The tracker tells it of pairs it loses
+// while it stays open.
+TEST_CASE("a pair moved to another connection or expired is reported released to its old owner") {
   sw::tracker_config config;
-  config.max_peers_per_connection = 3;
+  config.peer_ttl_ms = 10'000;
   harness h(config);
+  std::vector<sw::released_peer> released;
   h.announce(1, info_hash(1), peer(1));
-  h.announce(1, info_hash(1), peer(2));
   h.announce(1, info_hash(2), peer(1));
-
-  auto e = error_of(h.announce(1, info_hash(3), peer(1)), 1);
-  CHECK(e.reason == wt::error_reason::too_many_peers);
-  REQUIRE(e.info_hash.has_value());
-  CHECK(*e.info_hash == info_hash(3));
-  CHECK(h.t.totals().swarms == 2);  // no swarm was created for the refused pair
-  e = error_of(h.announce(1, info_hash(1), peer(4)), 1);
-  CHECK(e.reason == wt::error_reason::too_many_peers);
-
-  // Pairs already owned keep working.
-  check_counts(response_of(h.announce(1, info_hash(1), peer(2), wt::announce_event::none), 1), 0, 2);
-  // Other connections are not affected.
-  check_counts(response_of(h.announce(2, info_hash(1), peer(4)), 2), 0, 3);
-
-  // After one stops there is room again.
-  h.announce(1, info_hash(2), peer(1), wt::announce_event::stopped);
-  check_counts(response_of(h.announce(1, info_hash(3), peer(1)), 1), 0, 1);
-}
-
-TEST_CASE("a peer moving onto a full connection is refused and stays where it was") {
-  sw::tracker_config config;
-  config.max_peers_per_connection = 2;
-  harness h(config);
-  h.announce(1, info_hash(1), peer(1));
   h.announce(2, info_hash(1), peer(2));
-  h.announce(2, info_hash(2), peer(2));
+  h.t.take_released(released);
+  CHECK(released.empty());  // nothing changed hands
 
-  auto out = h.announce(2, info_hash(1), peer(1), wt::announce_event::none);
-  auto e = error_of(out, 2);
-  CHECK(e.reason == wt::error_reason::too_many_peers);
+  h.announce(3, info_hash(1), peer(1), wt::announce_event::none);  // peer 1 reconnected on 3
+  h.t.take_released(released);
+  REQUIRE(released.size() == 1);
+  CHECK(released[0].conn == 1);
+  CHECK(released[0].info_hash == info_hash(1));
+  CHECK(released[0].peer_id == peer(1));
+  released.clear();
+  h.t.take_released(released);
+  CHECK(released.empty());  // taken once
 
-  h.close(2);  // peer 1 still belongs to connection 1
-  check_scrape(h, info_hash(1), 0, 1, 0);
-  h.close(1);
+  // Stopping a pair (the session knows: it sent the stop) and closing report nothing.
+  h.announce(2, info_hash(1), peer(2), wt::announce_event::stopped);
+  h.close(3);
+  h.t.take_released(released);
+  CHECK(released.empty());
+
+  h.now += 10'000;
+  h.expire();  // connection 1's pair (2, 1) expires while it is open
+  h.t.take_released(released);
+  REQUIRE(released.size() == 1);
+  CHECK(released[0].conn == 1);
+  CHECK(released[0].info_hash == info_hash(2));
   CHECK(h.t.totals().swarms == 0);
 }
 

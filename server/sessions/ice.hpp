@@ -10,10 +10,10 @@
 
 #include "server/config/config.hpp"
 
-namespace swarmcoord::net {
+namespace swarmcoord::sessions {
 
 std::string turn_rest_credential(const std::string& secret, const std::string& username);
 
 nlohmann::json ice_servers_for(const config::config& cfg, const std::string& peer_id, std::int64_t unix_now);
 
-}  // namespace swarmcoord::net
+}  // namespace swarmcoord::sessions

@@ -1,11 +1,11 @@
-#include "server/net/ice.hpp"
+#include "server/sessions/ice.hpp"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
 #include "protocol/bitfield.hpp"
 
-namespace swarmcoord::net {
+namespace swarmcoord::sessions {
 
 std::string turn_rest_credential(const std::string& secret, const std::string& username) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -33,4 +33,4 @@ nlohmann::json ice_servers_for(const config::config& cfg, const std::string& pee
   return servers;
 }
 
-}  // namespace swarmcoord::net
+}  // namespace swarmcoord::sessions

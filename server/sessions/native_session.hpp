@@ -1,0 +1,58 @@
+#pragma once
+// The native protocol v1 on one connection (/v1/ws, protocol/README.md): hello first, then
+// join, have, leave, signal and report, each sent to the owner of its swarm; protocol errors
+// answered in order, the connection closed after too many in a row; the swarms joined counted
+// against limits.max_swarms_per_connection.
+// One per connection; home thread only.
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "server/config/config.hpp"
+#include "server/metrics/counters.hpp"
+#include "server/sessions/protocol_session.hpp"
+#include "server/sessions/transport.hpp"
+
+namespace swarmcoord::sessions {
+
+class native_session final : public protocol_session {
+ public:
+  // Hands out a fresh peer id, unique on this instance (worker::new_peer_id).
+  using peer_id_source = std::function<nv::peer_id()>;
+
+  native_session(transport& t, router& r, metrics::native_session_counters& counters, const config::config& cfg,
+                 connection_id id, swarm::ip_address client, swarm::location where, peer_id_source new_peer_id);
+
+  void on_message(std::string_view text) override;
+  void on_home_message(home_message&& m) override;
+  void on_closed() override;
+
+  std::size_t swarms_joined() const { return joined_.size(); }
+
+ private:
+  void on_hello(const nv::hello& h);
+  void on_join(nv::join&& j);
+  void on_report(nv::report&& r);
+  void to_owner(native_message&& m);
+  void on_error(nv::error&& e);
+  void send(nv::server_message&& m);
+
+  transport& transport_;
+  router& router_;
+  metrics::native_session_counters& counters_;
+  const config::config& cfg_;
+  connection_id id_;
+  swarm::ip_address client_;
+  swarm::location where_;
+  peer_id_source new_peer_id_;
+  route_state route_;
+  unsigned errors_in_row_ = 0;
+  std::optional<nv::peer_id> peer_id_;  // set by hello
+  std::uint32_t max_neighbors_ = 0;
+  // Swarm key -> joins of it sent and not refused, for limits.max_swarms_per_connection.
+  std::unordered_map<std::string, unsigned> joined_;
+};
+
+}  // namespace swarmcoord::sessions
