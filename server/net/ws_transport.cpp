@@ -77,8 +77,7 @@ void ws_transport<Stream>::run(std::unique_ptr<sessions::protocol_session> sessi
   queue_.push_back(std::move(handshake));
   flush();
   if (!early_bytes.empty()) {
-    pending_.assign(early_bytes);
-    pending_head_ = 0;
+    backlog_.assign(early_bytes);
     process_pending();
   } else {
     do_read();
@@ -170,41 +169,20 @@ void ws_transport<Stream>::on_bytes(char* data, std::size_t n) {
     if ((discarded_ += n) > max_discarded_bytes) return close_socket();
     return do_read();
   }
-  if (pending_head_ == pending_.size()) {
-    // The common case: whole frames straight from the read buffer.
-    const std::size_t used = decode(data, n);
-    if (used < n && input_ != input::discarding) {
-      pending_.assign(data + used, n - used);
-      pending_head_ = 0;
-    }
-  } else {
-    pending_.append(data, n);
-    pending_head_ += decode(pending_.data() + pending_head_, pending_.size() - pending_head_);
-  }
+  backlog_.feed(data, n, [this](char* bytes, std::size_t size) { return decode(bytes, size); });
   after_decode();
 }
 
 // Bytes kept from an earlier read (an unfinished frame, or frames left by a pause).
 template <class Stream>
 void ws_transport<Stream>::process_pending() {
-  pending_head_ += decode(pending_.data() + pending_head_, pending_.size() - pending_head_);
+  backlog_.resume([this](char* bytes, std::size_t size) { return decode(bytes, size); });
   after_decode();
 }
 
 template <class Stream>
 void ws_transport<Stream>::after_decode() {
-  if (input_ == input::discarding || pending_head_ == pending_.size()) {
-    // Most messages fit one read: give back whatever an unfinished one needed.
-    if (pending_.capacity() > 256) pending_ = std::string();
-    else pending_.clear();
-    pending_head_ = 0;
-  } else if (pending_head_ * 2 >= pending_.size()) {
-    // Decoded bytes go once they are the larger part: a paused backlog is not moved for
-    // every message taken from it, and an unfinished frame keeps no more than it needs.
-    pending_.erase(0, pending_head_);
-    pending_head_ = 0;
-    if (pending_.capacity() > 2 * pending_.size() + 4096) pending_.shrink_to_fit();
-  }
+  backlog_.compact(input_ == input::discarding);
   if (input_ == input::paused || phase_ >= phase::closed) return;
   do_read();
 }

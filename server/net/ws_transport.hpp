@@ -29,6 +29,7 @@
 #include "protocol/websocket.hpp"
 #include "server/net/connection.hpp"
 #include "server/net/frame_queue.hpp"
+#include "server/net/read_backlog.hpp"
 #include "server/net/token_bucket.hpp"
 #include "server/net/ws_session.hpp"
 #include "server/sessions/protocol_session.hpp"
@@ -105,8 +106,7 @@ class ws_transport final : public connection,
   swarm::ip_address client_;
   connection_id id_ = 0;
   protocol::websocket::decoder decoder_;
-  std::string pending_;  // received bytes not decoded yet: an unfinished frame, or a pause's rest
-  std::size_t pending_head_ = 0;  // pending_ before this offset is decoded
+  read_backlog backlog_;
   std::size_t discarded_ = 0;     // bytes dropped after a close
   std::unique_ptr<char[]> tls_buffer_;
   frame_queue queue_;
