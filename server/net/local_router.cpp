@@ -5,15 +5,9 @@
 #include "server/net/runtime.hpp"
 
 namespace swarmcoord::net {
-namespace {
-template <class... Ts>
-struct overloaded : Ts... {
-  using Ts::operator()...;
-};
-}  // namespace
 
 unsigned local_router::owner_of(const sessions::owner_request& request) const {
-  return std::visit(overloaded{
+  return std::visit(sessions::overloaded{
                         [&](const sessions::announce_request& a) { return rt_.shard_of(a.announce.info_hash); },
                         [&](const sessions::answer_request& a) { return rt_.shard_of(a.answer.info_hash); },
                         [&](const sessions::native_request& n) {

@@ -10,10 +10,6 @@ namespace swarmcoord::net {
 namespace {
 constexpr auto expiry_period = std::chrono::seconds(5);
 
-template <class... Ts>
-struct overloaded : Ts... {
-  using Ts::operator()...;
-};
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -122,7 +118,7 @@ void worker::emit_released() {
 
 // ------------------------------------------------------------------ owner side
 void worker::handle(sessions::owner_request&& request) {
-  std::visit(overloaded{
+  std::visit(sessions::overloaded{
                  [&](sessions::announce_request& a) {
                    tracker_.on_announce(a.from, a.address, std::move(a.announce), monotonic_ms(), scratch_);
                    emit(scratch_);
@@ -138,7 +134,7 @@ void worker::handle(sessions::owner_request&& request) {
 }
 
 void worker::handle_native(const swarm::member_info& who, sessions::native_message&& m) {
-  std::visit(overloaded{
+  std::visit(sessions::overloaded{
                  [&](swarm::nv::join& j) {
                    // The planning time of a join is what a joining peer waits for its neighbours.
                    std::string swarm = j.swarm;

@@ -9,10 +9,6 @@
 
 namespace swarmcoord::sessions {
 namespace {
-template <class... Ts>
-struct overloaded : Ts... {
-  using Ts::operator()...;
-};
 using protocol::websocket::close_code;
 }  // namespace
 

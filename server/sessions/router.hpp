@@ -25,6 +25,12 @@ using swarm::connection_id;
 namespace wt = protocol::webtorrent;
 namespace nv = protocol::native;
 
+// Visits a request or result with one lambda per alternative: std::visit(overloaded{...}, m).
+template <class... Ts>
+struct overloaded : Ts... {
+  using Ts::operator()...;
+};
+
 // One encoded message, shared by every connection it fans out to.
 struct outbound {
   std::shared_ptr<const std::string> payload;

@@ -8,12 +8,6 @@
 #include "protocol/keyed_hash.hpp"
 
 namespace swarmcoord::sessions {
-namespace {
-template <class... Ts>
-struct overloaded : Ts... {
-  using Ts::operator()...;
-};
-}  // namespace
 
 webtorrent_session::webtorrent_session(transport& t, router& r, metrics::webtorrent_session_counters& counters,
                                        connection_id id, swarm::ip_address client, limits l)
