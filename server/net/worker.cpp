@@ -77,7 +77,7 @@ void worker::deliver(connection_id to, sessions::home_message&& m) {
   it->second->deliver(std::move(m));
 }
 
-void worker::dispatch(connection_id to, sessions::home_message&& m) {
+void worker::deliver_batched(connection_id to, sessions::home_message&& m) {
   const unsigned home = swarm::home_worker_of(to);
   if (home == index_) deliver(to, std::move(m));
   else remote_batches_[home].emplace_back(to, std::move(m));
@@ -97,7 +97,7 @@ void worker::post_batches() {
 
 void worker::emit(std::vector<swarm::outgoing>& out) {
   for (auto& o : out)
-    dispatch(o.to, sessions::outbound{std::make_shared<const std::string>(swarm::wt::encode(o.message)),
+    deliver_batched(o.to, sessions::outbound{std::make_shared<const std::string>(swarm::wt::encode(o.message)),
                                       static_cast<std::uint8_t>(o.message.index())});
   out.clear();
   emit_released();
@@ -105,14 +105,14 @@ void worker::emit(std::vector<swarm::outgoing>& out) {
 
 void worker::emit(std::vector<swarm::mesh_outgoing>& out) {
   for (auto& o : out)
-    dispatch(o.to, sessions::outbound{std::make_shared<const std::string>(swarm::nv::encode(o.message)),
+    deliver_batched(o.to, sessions::outbound{std::make_shared<const std::string>(swarm::nv::encode(o.message)),
                                       static_cast<std::uint8_t>(o.message.index())});
   out.clear();
 }
 
 void worker::emit_released() {
   tracker_.take_released(released_);
-  for (const auto& r : released_) dispatch(r.conn, sessions::pair_released{r.info_hash, r.peer_id});
+  for (const auto& r : released_) deliver_batched(r.conn, sessions::pair_released{r.info_hash, r.peer_id});
   released_.clear();
 }
 
@@ -142,7 +142,7 @@ void worker::handle_native(const swarm::member_info& who, sessions::native_messa
                    const auto outcome = mesh_.on_join(who, std::move(j), mesh_scratch_);
                    plans_.observe(seconds_since(start));
                    emit(mesh_scratch_);
-                   if (outcome == swarm::join_outcome::refused) dispatch(who.conn, sessions::join_refused{std::move(swarm)});
+                   if (outcome == swarm::join_outcome::refused) deliver_batched(who.conn, sessions::join_refused{std::move(swarm)});
                  },
                  [&](swarm::nv::have& h) { mesh_.on_have(who, std::move(h), mesh_scratch_); },
                  [&](swarm::nv::leave& l) { mesh_.on_leave(who, l, mesh_scratch_); },

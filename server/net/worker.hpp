@@ -80,7 +80,7 @@ class worker {
   void emit(std::vector<swarm::mesh_outgoing>& out);
   void emit_released();
   // Delivers here at once, or queues for the home worker's batch (sent by post_batches).
-  void dispatch(connection_id to, sessions::home_message&& m);
+  void deliver_batched(connection_id to, sessions::home_message&& m);
   void post_batches();
   void schedule_expiry();
   void schedule_replan();
