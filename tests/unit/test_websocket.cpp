@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "../common/ws_client_frame.hpp"
 #include "protocol/websocket.hpp"
 
 namespace ws = swarmcoord::protocol::websocket;
@@ -10,29 +11,7 @@ using kind = ws::event::kind;
 
 namespace {
 
-// A client frame: masked with a fixed key, header in its shortest form unless `long_form`.
-std::string client_frame(std::uint8_t first_byte, std::string_view payload, bool masked = true,
-                         bool long_form = false) {
-  std::string f;
-  f.push_back(static_cast<char>(first_byte));
-  const std::size_t n = payload.size();
-  const char mask_bit = masked ? static_cast<char>(0x80) : 0;
-  if (n < 126 && !long_form) {
-    f.push_back(static_cast<char>(mask_bit | static_cast<char>(n)));
-  } else if (n <= 0xFFFF) {
-    f.push_back(static_cast<char>(mask_bit | 126));
-    f.push_back(static_cast<char>(n >> 8));
-    f.push_back(static_cast<char>(n & 0xFF));
-  } else {
-    f.push_back(static_cast<char>(mask_bit | 127));
-    for (int i = 7; i >= 0; --i) f.push_back(static_cast<char>((static_cast<std::uint64_t>(n) >> (8 * i)) & 0xFF));
-  }
-  const unsigned char key[4] = {0x37, 0xfa, 0x21, 0x3d};
-  if (masked) f.append(reinterpret_cast<const char*>(key), 4);
-  for (std::size_t i = 0; i < n; ++i)
-    f.push_back(masked ? static_cast<char>(payload[i] ^ key[i % 4]) : payload[i]);
-  return f;
-}
+using swarmcoord::test::client_frame;
 
 constexpr std::uint8_t fin = 0x80;
 constexpr std::uint8_t text = 0x1, binary = 0x2, cont = 0x0, close_op = 0x8, ping = 0x9, pong = 0xA;
