@@ -127,13 +127,13 @@ void worker::handle(sessions::owner_request&& request) {
                    tracker_.on_answer(a.from, std::move(a.answer), monotonic_ms(), scratch_);
                    emit(scratch_);
                  },
-                 [&](sessions::native_request& n) { handle_native(n.who, std::move(n.message)); },
+                 [&](sessions::native_request& n) { handle_native(n.who, std::move(n.message), n.join_ticket); },
              },
              request);
   post_batches();
 }
 
-void worker::handle_native(const swarm::member_info& who, sessions::native_message&& m) {
+void worker::handle_native(const swarm::member_info& who, sessions::native_message&& m, std::uint32_t join_ticket) {
   std::visit(sessions::overloaded{
                  [&](swarm::nv::join& j) {
                    // The planning time of a join is what a joining peer waits for its neighbours.
@@ -142,7 +142,7 @@ void worker::handle_native(const swarm::member_info& who, sessions::native_messa
                    const auto outcome = mesh_.on_join(who, std::move(j), mesh_scratch_);
                    plans_.observe(seconds_since(start));
                    emit(mesh_scratch_);
-                   if (outcome == swarm::join_outcome::refused) deliver_batched(who.conn, sessions::join_refused{std::move(swarm)});
+                   if (outcome == swarm::join_outcome::refused) deliver_batched(who.conn, sessions::join_refused{std::move(swarm), join_ticket});
                  },
                  [&](swarm::nv::have& h) { mesh_.on_have(who, std::move(h), mesh_scratch_); },
                  [&](swarm::nv::leave& l) { mesh_.on_leave(who, l, mesh_scratch_); },

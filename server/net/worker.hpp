@@ -73,7 +73,7 @@ class worker {
   metrics::worker_figures figures() const;
 
  private:
-  void handle_native(const swarm::member_info& who, sessions::native_message&& m);
+  void handle_native(const swarm::member_info& who, sessions::native_message&& m, std::uint32_t join_ticket);
   // Encodes the domain's messages and sends each to its connection's home (batched, see
   // post_batches); then the pairs the tracker released, to their connections.
   void emit(std::vector<swarm::outgoing>& out);

@@ -70,10 +70,10 @@ void native_session::on_join(nv::join&& j) {
     if (joined_.size() >= cap)
       return on_error({nv::error_code::too_many_swarms, "a connection may join at most " + std::to_string(cap) + " swarms",
                        "join", j.swarm});
-    it = joined_.emplace(j.swarm, 0).first;
+    it = joined_.emplace(j.swarm, joined_swarm{0, ++last_ticket_}).first;
   }
-  ++it->second;  // one more join of it in flight or done; a refusal gives it back
-  to_owner(std::move(j));
+  ++it->second.joins;  // one more join of it in flight or done; a refusal gives it back
+  to_owner(std::move(j), it->second.ticket);
 }
 
 void native_session::on_report(nv::report&& r) {
@@ -91,8 +91,9 @@ void native_session::on_report(nv::report&& r) {
   to_owner(std::move(r));
 }
 
-void native_session::to_owner(native_message&& m) {
-  router_.to_owner(route_, native_request{swarm::member_info{id_, *peer_id_, max_neighbors_, where_}, std::move(m)});
+void native_session::to_owner(native_message&& m, std::uint32_t join_ticket) {
+  router_.to_owner(route_, native_request{swarm::member_info{id_, *peer_id_, max_neighbors_, where_}, std::move(m),
+                                          join_ticket});
 }
 
 void native_session::on_error(nv::error&& e) {
@@ -120,8 +121,10 @@ void native_session::on_home_message(home_message&& m) {
                    if (transport_.send(std::move(o.payload))) ++counters_.sent[o.type];
                  },
                  [&](join_refused& r) {
-                   // Only when no other join of that swarm is in flight or done does the slot come back.
-                   if (auto it = joined_.find(r.swarm); it != joined_.end() && --it->second == 0) joined_.erase(it);
+                   // Only when no other join of that swarm is in flight or done does the slot
+                   // come back; a refusal from before a leave answers none of the joins since.
+                   auto it = joined_.find(r.swarm);
+                   if (it != joined_.end() && it->second.ticket == r.ticket && --it->second.joins == 0) joined_.erase(it);
                  },
                  [&](close_request& c) { transport_.close(c.code, c.reason); },
                  [&](pair_released&) {},  // WebTorrent only

@@ -35,7 +35,7 @@ class native_session final : public protocol_session {
   void on_hello(const nv::hello& h);
   void on_join(nv::join&& j);
   void on_report(nv::report&& r);
-  void to_owner(native_message&& m);
+  void to_owner(native_message&& m, std::uint32_t join_ticket = 0);
   void on_error(nv::error&& e);
   void send(nv::server_message&& m);
 
@@ -51,8 +51,14 @@ class native_session final : public protocol_session {
   unsigned errors_in_row_ = 0;
   std::optional<nv::peer_id> peer_id_;  // set by hello
   std::uint32_t max_neighbors_ = 0;
-  // Swarm key -> joins of it sent and not refused, for limits.max_swarms_per_connection.
-  std::unordered_map<std::string, unsigned> joined_;
+  // The swarms joined, for limits.max_swarms_per_connection: joins of each sent and not
+  // refused, and the ticket those joins carry (a new one after every leave).
+  struct joined_swarm {
+    unsigned joins = 0;
+    std::uint32_t ticket = 0;
+  };
+  std::unordered_map<std::string, joined_swarm> joined_;
+  std::uint32_t last_ticket_ = 0;
 };
 
 }  // namespace swarmcoord::sessions

@@ -51,6 +51,7 @@ using native_message = std::variant<nv::join, nv::have, nv::leave, nv::signal, n
 struct native_request {
   swarm::member_info who;
   native_message message;
+  std::uint32_t join_ticket = 0;  // join only: echoed in its join_refused
 };
 using owner_request = std::variant<announce_request, answer_request, native_request>;
 
@@ -63,8 +64,11 @@ struct connection_gone {
 // ---- results, delivered at the home of a connection
 // A native join was refused by its swarm's owner: the connection is not a member, and its
 // slot under limits.max_swarms_per_connection comes back (swarm::join_outcome::refused).
+// The ticket tells which joins it answers: a refusal of joins made before a leave must not
+// free the slot of a join made after it.
 struct join_refused {
   std::string swarm;
+  std::uint32_t ticket = 0;
 };
 // A WebTorrent pair stopped belonging to the connection (swarm::released_peer).
 struct pair_released {

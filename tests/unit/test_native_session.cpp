@@ -242,8 +242,15 @@ TEST_CASE("native session: limits.max_swarms_per_connection", "[session]") {
     CHECK(h.session.swarms_joined() == 2);
     CHECK(h.router.home_calls.empty());
   }
+  // What the owner echoes in a refusal: the ticket of the latest join of that swarm.
+  auto ticket_of = [&](int n) {
+    std::uint32_t ticket = 0;
+    for (const auto& r : h.router.requests<ss::native_request>())
+      if (auto* j = std::get_if<nv::join>(&r.message); j && j->swarm == swarm_url(n)) ticket = r.join_ticket;
+    return ticket;
+  };
   SECTION("a refused join gives its slot back") {
-    h.session.on_home_message(ss::join_refused{swarm_url(2)});
+    h.session.on_home_message(ss::join_refused{swarm_url(2), ticket_of(2)});
     CHECK(h.session.swarms_joined() == 1);
     h.send(join(3));
     CHECK(h.joined_swarms().back() == swarm_url(3));
@@ -251,18 +258,30 @@ TEST_CASE("native session: limits.max_swarms_per_connection", "[session]") {
   }
   SECTION("only when no other join of that swarm is in flight") {
     h.send(join(2));  // a second join of it, in flight
-    h.session.on_home_message(ss::join_refused{swarm_url(2)});
+    h.session.on_home_message(ss::join_refused{swarm_url(2), ticket_of(2)});
     CHECK(h.session.swarms_joined() == 2);
     h.send(join(3));
     CHECK(h.home_errors() == std::vector<std::string>{"too_many_swarms"});
-    h.session.on_home_message(ss::join_refused{swarm_url(2)});
+    h.session.on_home_message(ss::join_refused{swarm_url(2), ticket_of(2)});
     CHECK(h.session.swarms_joined() == 1);
     h.send(join(3));
     CHECK(h.joined_swarms().back() == swarm_url(3));
   }
   SECTION("a refusal for a swarm not held changes nothing") {
-    h.session.on_home_message(ss::join_refused{swarm_url(9)});
+    h.session.on_home_message(ss::join_refused{swarm_url(9), ticket_of(2)});
     CHECK(h.session.swarms_joined() == 2);
+  }
+  SECTION("a refusal of a join made before a leave does not free a join made after it") {
+    // join 2 (to be refused), leave 2, join 2 again (accepted): the late refusal of the first
+    // join must leave the second one's slot taken, or a client could join without limit.
+    const auto before_leave = ticket_of(2);
+    h.send(leave(2));
+    h.send(join(2));
+    CHECK(ticket_of(2) != before_leave);
+    h.session.on_home_message(ss::join_refused{swarm_url(2), before_leave});
+    CHECK(h.session.swarms_joined() == 2);
+    h.send(join(3));
+    CHECK(h.home_errors() == std::vector<std::string>{"too_many_swarms"});
   }
   CHECK(h.transport.sent.size() == 1);  // the welcome only
 }
