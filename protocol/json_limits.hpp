@@ -7,9 +7,9 @@
 
 #include <nlohmann/json.hpp>
 
-namespace swarmcoord::protocol {
+#include "protocol/json_text.hpp"  // default_max_json_depth
 
-inline constexpr std::size_t default_max_json_depth = 32;
+namespace swarmcoord::protocol {
 
 struct json_parse_result {
   nlohmann::json value;

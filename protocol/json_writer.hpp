@@ -2,6 +2,7 @@
 // Small pieces both codecs use to write JSON by hand (faster than building a json value for
 // every outgoing message). Pure; thread-safe.
 #include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -73,6 +74,32 @@ inline void append_int(std::string& out, std::int64_t v) {
   char buf[24];
   auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
   out.append(buf, end);
+}
+
+// The shortest text that reads back as the same double, kept a float (100.0, not 100); JSON
+// has no infinities or NaN, so those are written as JSON.stringify writes them: null.
+inline void append_double(std::string& out, double v) {
+  if (!std::isfinite(v)) {
+    out.append("null");
+    return;
+  }
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, end);
+  if (std::string_view(buf, end).find_first_of(".e") == std::string_view::npos) out.append(".0");
+}
+
+// Appends [a,b,…], each item written by write(out, item).
+template <class Items, class Write>
+void append_array(std::string& out, const Items& items, Write write) {
+  out.push_back('[');
+  bool first = true;
+  for (const auto& item : items) {
+    if (!first) out.push_back(',');
+    first = false;
+    write(out, item);
+  }
+  out.push_back(']');
 }
 
 // At most `limit` bytes of text, cut before a UTF-8 continuation byte, with "…" when cut.
