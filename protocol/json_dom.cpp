@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <bit>
+#include <charconv>
+#include <optional>
 
 #include "protocol/json_escape.hpp"
 #include "protocol/json_writer.hpp"
@@ -10,6 +12,55 @@ namespace swarmcoord::protocol {
 namespace {
 
 namespace dom = simdjson::dom;
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+// `text` with every integer that fits in no 64-bit integer made a double ("…0" becomes
+// "…0.0"), or nullopt when it has none. Strings are copied untouched; nothing else changes,
+// so whatever made the text invalid besides still does.
+std::optional<std::string> with_wide_integers_as_doubles(std::string_view text) {
+  std::string out;
+  bool changed = false;
+  for (std::size_t i = 0; i < text.size();) {
+    const char c = text[i];
+    if (c == '"') {  // to the closing quote, skipping escaped characters
+      std::size_t end = i + 1;
+      while (end < text.size() && text[end] != '"') end += text[end] == '\\' ? 2 : 1;
+      end = std::min(end + 1, text.size());
+      out.append(text.substr(i, end - i));
+      i = end;
+      continue;
+    }
+    if (c != '-' && !is_digit(c)) {
+      out.push_back(c);
+      ++i;
+      continue;
+    }
+    std::size_t end = i + 1;  // a number: the characters JSON allows in one
+    while (end < text.size() && (is_digit(text[end]) || std::string_view("+-.eE").find(text[end]) != std::string_view::npos))
+      ++end;
+    const std::string_view number = text.substr(i, end - i);
+    out.append(number);
+    const std::size_t first_digit = number[0] == '-' ? 1 : 0;
+    if (number.size() > first_digit && number.find_first_not_of("0123456789", first_digit) == std::string_view::npos) {
+      bool too_wide;
+      if (number[0] == '-') {
+        std::int64_t v;
+        too_wide = std::from_chars(number.data(), number.data() + number.size(), v).ec == std::errc::result_out_of_range;
+      } else {
+        std::uint64_t v;
+        too_wide = std::from_chars(number.data(), number.data() + number.size(), v).ec == std::errc::result_out_of_range;
+      }
+      if (too_wide) {
+        out.append(".0");
+        changed = true;
+      }
+    }
+    i = end;
+  }
+  if (!changed) return std::nullopt;
+  return out;
+}
 
 }  // namespace
 
@@ -25,6 +76,13 @@ simdjson::simdjson_result<dom::element> parse_json(std::string_view text) {
     if (auto err = parser.allocate(capacity, max_depth)) return err;
   }
   return parser.parse(text.data(), text.size());  // copies the text into a padded buffer
+}
+
+simdjson::simdjson_result<dom::element> parse_json_wide_integers(std::string_view text) {
+  auto parsed = parse_json(text);
+  if (parsed.error() != simdjson::NUMBER_ERROR) return parsed;
+  const auto widened = with_wide_integers_as_doubles(text);
+  return widened ? parse_json(*widened) : parsed;
 }
 
 std::string parse_error_message(simdjson::error_code err) {

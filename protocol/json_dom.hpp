@@ -18,6 +18,10 @@ namespace swarmcoord::protocol {
 // into this thread's parser, so it is valid until this thread parses again.
 simdjson::simdjson_result<simdjson::dom::element> parse_json(std::string_view text);
 
+// Like parse_json, but integers beyond 64 bits are read as doubles, as JSON.parse reads every
+// number, instead of failing the parse. As fast as parse_json unless such an integer occurs.
+simdjson::simdjson_result<simdjson::dom::element> parse_json_wide_integers(std::string_view text);
+
 // Why a text did not parse, as a sentence for the client.
 std::string parse_error_message(simdjson::error_code err);
 

@@ -1,6 +1,6 @@
 #pragma once
 // A JSON value kept as its text: what the server passes between peers without looking inside
-// (the SDP offers and answers of WebTorrent). Relaying it is then one append, where a parsed
+// (the SDP offers and answers of WebTorrent, the data of native signals). Relaying it is then one append, where a parsed
 // value would be built for every message and serialized again for every recipient.
 // Value type; thread-safe as a value.
 #include <cstddef>
