@@ -37,7 +37,7 @@ struct encoder {
     append_key(out, "heartbeat_s");
     append_uint(out, w.heartbeat_s);
     append_key(out, "ice_servers");
-    out.append(w.ice_servers.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)).push_back('}');
+    out.append(w.ice_servers.text).push_back('}');
   }
   void operator()(const joined& j) {
     out = swarm_message("joined", j.swarm);

@@ -9,8 +9,6 @@
 #include <variant>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "protocol/bitfield.hpp"
 #include "protocol/json_text.hpp"
 
@@ -98,7 +96,7 @@ struct welcome {
   peer_id id = 0;
   std::uint32_t max_neighbors = 0;
   std::uint32_t heartbeat_s = 0;
-  nlohmann::json ice_servers = nlohmann::json::array();
+  json_text ice_servers{"[]"};  // a JSON array of RTCIceServer objects
 };
 
 struct joined {
