@@ -1,201 +1,89 @@
 #include "protocol/native.hpp"
 
-#include <charconv>
-
-#include "protocol/json_limits.hpp"
 #include "protocol/json_writer.hpp"
-#include "protocol/swarm_url.hpp"
 
 namespace swarmcoord::protocol::native {
 namespace {
 
-using nlohmann::json;
-constexpr std::uint64_t max_exact_integer = 1ull << 53;  // what JavaScript clients can send
-constexpr std::uint32_t max_client_neighbors = 1000;
+// ---- encoding: by hand, faster than building a value for every outgoing message
 
-struct decode_failure {
-  error e;
-};
-
-[[noreturn]] void fail(error_code code, std::string message) {
-  throw decode_failure{error{code, std::move(message), {}}};
+// Appends ,"name": — every key but an object's first.
+void append_key(std::string& out, std::string_view name) {
+  out.append(",\"").append(name).append("\":");
 }
 
-const json* field(const json& obj, const char* key) {
-  auto it = obj.find(key);
-  return it == obj.end() || it->is_null() ? nullptr : &*it;
+void append_peer_id(std::string& out, peer_id id) {
+  out.push_back('"');
+  out.append(format_peer_id(id));
+  out.push_back('"');
 }
 
-std::uint64_t unsigned_field(const json& obj, const char* key, std::uint64_t min, std::uint64_t max,
-                             const char* type) {
-  const json* v = field(obj, key);
-  if (!v || !v->is_number_integer() || (v->is_number_integer() && !v->is_number_unsigned() && v->get<std::int64_t>() < 0))
-    fail(error_code::invalid_field, std::string(type) + "." + key + " must be a non-negative integer");
-  const auto n = v->get<std::uint64_t>();
-  if (n < min || n > max)
-    fail(error_code::invalid_field, std::string(type) + "." + key + " must be between " + std::to_string(min) +
-                                        " and " + std::to_string(max));
-  return n;
+// {"type":"<type>","swarm":<swarm>: the start of every message about one swarm.
+std::string swarm_message(std::string_view type, std::string_view swarm, std::size_t expected_bytes = 128) {
+  std::string out;
+  out.reserve(expected_bytes + swarm.size());
+  out.append(R"({"type":")").append(type).append(R"(","swarm":)");
+  append_json_string(out, swarm);
+  return out;
 }
-
-std::string swarm_field(const json& obj, const char* type) {
-  const json* v = field(obj, "swarm");
-  if (!v || !v->is_string()) fail(error_code::invalid_field, std::string(type) + ".swarm must be a string");
-  auto key = normalize_swarm_url(v->get_ref<const std::string&>());
-  if (!key) fail(error_code::bad_url, std::string(type) + ".swarm must be an http(s) URL without user info");
-  return *key;
-}
-
-hello decode_hello(const json& obj) {
-  hello h;
-  if (const json* v = field(obj, "v"); v && !(v->is_number_integer() && v->get<std::int64_t>() == protocol_version))
-    fail(error_code::unsupported_version, "this server speaks protocol version 1");
-  if (const json* v = field(obj, "native")) {
-    if (!v->is_boolean()) fail(error_code::invalid_field, "hello.native must be true or false");
-    h.native = v->get<bool>();
-  }
-  if (field(obj, "max_neighbors"))
-    h.max_neighbors = static_cast<std::uint32_t>(unsigned_field(obj, "max_neighbors", 1, max_client_neighbors, "hello"));
-  return h;
-}
-
-join decode_join(const json& obj) {
-  join j;
-  j.swarm = swarm_field(obj, "join");
-  j.size = unsigned_field(obj, "size", 1, max_exact_integer, "join");
-  j.block_size = static_cast<std::uint32_t>(unsigned_field(obj, "block_size", 1024, 64ull << 20, "join"));
-  if (const json* v = field(obj, "have")) {
-    if (!v->is_string()) fail(error_code::invalid_field, "join.have must be \"all\" or a base64 bitfield");
-    const auto& s = v->get_ref<const std::string&>();
-    if (s == "all") {
-      j.have = join::holding::all;
-    } else {
-      auto bytes = base64_decode(s);
-      if (!bytes) fail(error_code::bad_base64, "join.have is not valid base64");
-      j.have = join::holding::some;
-      j.bitfield_bytes = std::move(*bytes);
-    }
-  }
-  return j;
-}
-
-have decode_have(const json& obj, const decode_limits& limits) {
-  have h;
-  h.swarm = swarm_field(obj, "have");
-  const json* v = field(obj, "blocks");
-  if (!v || !v->is_array()) fail(error_code::invalid_field, "have.blocks must be an array of block indices");
-  if (v->size() > limits.max_have_blocks)
-    fail(error_code::invalid_field, "have.blocks lists more than " + std::to_string(limits.max_have_blocks) + " blocks");
-  h.blocks.reserve(v->size());
-  for (const auto& b : *v) {
-    if (!b.is_number_unsigned() || b.get<std::uint64_t>() > 0xFFFFFFFFull)
-      fail(error_code::invalid_field, "have.blocks must hold non-negative integers");
-    h.blocks.push_back(static_cast<std::uint32_t>(b.get<std::uint64_t>()));
-  }
-  return h;
-}
-
-signal decode_signal(const json& obj, const decode_limits& limits) {
-  signal s;
-  s.swarm = swarm_field(obj, "signal");
-  const json* to = field(obj, "to");
-  if (!to || !to->is_string()) fail(error_code::invalid_field, "signal.to must be a peer id string");
-  auto id = parse_peer_id(to->get_ref<const std::string&>());
-  if (!id) fail(error_code::peer_not_found, "signal.to is not a peer id this server handed out");
-  s.to = *id;
-  const json* data = field(obj, "data");
-  if (!data) fail(error_code::invalid_field, "signal.data is required");
-  s.data = data->dump(-1, ' ', false, json::error_handler_t::replace);
-  if (s.data.size() > limits.max_signal_bytes)
-    fail(error_code::signal_too_big, "signal.data is over " + std::to_string(limits.max_signal_bytes) + " bytes");
-  if (data->is_object())
-    if (auto t = data->find("type"); t != data->end() && t->is_string()) {
-      const auto& type = t->get_ref<const std::string&>();
-      if (type == "offer") s.kind = "offer";
-      else if (type == "answer") s.kind = "answer";
-      else if (type == "candidate") s.kind = "candidate";
-    }
-  return s;
-}
-
-report decode_report(const json& obj) {
-  report r;
-  r.swarm = swarm_field(obj, "report");
-  // One report covers seconds of traffic; a petabyte is a lie, not a statistic.
-  constexpr std::uint64_t max_delta = 1ull << 50;
-  r.http_bytes = unsigned_field(obj, "http_bytes", 0, max_delta, "report");
-  r.p2p_bytes = unsigned_field(obj, "p2p_bytes", 0, max_delta, "report");
-  r.uploaded_bytes = unsigned_field(obj, "uploaded_bytes", 0, max_delta, "report");
-  if (const json* bad = field(obj, "bad_peers")) {
-    if (!bad->is_array() || bad->size() > max_bad_peers_per_report)
-      fail(error_code::invalid_field, "report.bad_peers must be an array of at most " + std::to_string(max_bad_peers_per_report) + " peer ids");
-    for (const auto& v : *bad) {
-      std::optional<peer_id> id;
-      if (v.is_string()) id = parse_peer_id(v.get_ref<const std::string&>());
-      if (!id) fail(error_code::invalid_field, "report.bad_peers holds something that is not a peer id");
-      r.bad_peers.push_back(*id);
-    }
-  }
-  return r;
-}
-
-// ---- encoding ----
-void append_string(std::string& out, std::string_view s) { append_json_string(out, s); }
 
 struct encoder {
   std::string out;
   void operator()(const welcome& w) {
-    out += R"({"type":"welcome","peer_id":")" + format_peer_id(w.id) + R"(","max_neighbors":)";
+    out = R"({"type":"welcome","peer_id":)";
+    append_peer_id(out, w.id);
+    append_key(out, "max_neighbors");
     append_uint(out, w.max_neighbors);
-    out += R"(,"heartbeat_s":)";
+    append_key(out, "heartbeat_s");
     append_uint(out, w.heartbeat_s);
-    out += R"(,"ice_servers":)" + w.ice_servers.dump(-1, ' ', false, json::error_handler_t::replace) + "}";
+    append_key(out, "ice_servers");
+    out.append(w.ice_servers.text).push_back('}');
   }
   void operator()(const joined& j) {
-    out += R"({"type":"joined","swarm":)";
-    append_string(out, j.swarm);
-    out += R"(,"blocks":)";
+    out = swarm_message("joined", j.swarm);
+    append_key(out, "blocks");
     append_uint(out, j.blocks);
-    out += R"(,"peers":)";
+    append_key(out, "peers");
     append_uint(out, j.peers);
-    out += "}";
+    out.push_back('}');
   }
   void operator()(const neighbors& n) {
-    out += R"({"type":"neighbors","swarm":)";
-    append_string(out, n.swarm);
-    out += R"(,"add":[)";
-    for (std::size_t i = 0; i < n.add.size(); ++i) {
-      const auto& a = n.add[i];
-      if (i) out += ',';
-      out += R"({"peer_id":")" + format_peer_id(a.id) + R"(","initiator":)" + (a.initiator ? "true" : "false") +
-             R"(,"locality":")" + std::string(to_string(a.where)) + R"(","have":)";
-      append_uint(out, a.have);
-      out += '}';
-    }
-    out += R"(],"remove":[)";
-    for (std::size_t i = 0; i < n.remove.size(); ++i) {
-      if (i) out += ',';
-      out += '"' + format_peer_id(n.remove[i]) + '"';
-    }
-    out += "]}";
+    out = swarm_message("neighbors", n.swarm, 128 + 96 * n.add.size() + 20 * n.remove.size());
+    append_key(out, "add");
+    append_array(out, n.add, [](std::string& o, const neighbor& a) {
+      o.append(R"({"peer_id":)");
+      append_peer_id(o, a.id);
+      o.append(R"(,"initiator":)").append(a.initiator ? "true" : "false");
+      o.append(R"(,"locality":")").append(to_string(a.where)).push_back('"');
+      append_key(o, "have");
+      append_uint(o, a.have);
+      o.push_back('}');
+    });
+    append_key(out, "remove");
+    append_array(out, n.remove, append_peer_id);
+    out.push_back('}');
   }
   void operator()(const signal_relay& s) {
-    out += R"({"type":"signal","swarm":)";
-    append_string(out, s.swarm);
-    out += R"(,"from":")" + format_peer_id(s.from) + R"(","data":)" + s.data + "}";
+    out = swarm_message("signal", s.swarm, 64 + s.data.text.size());
+    append_key(out, "from");
+    append_peer_id(out, s.from);
+    append_key(out, "data");
+    out.append(s.data.text).push_back('}');
   }
   void operator()(const error& e) {
-    out += R"({"type":"error","code":")" + std::string(to_string(e.code)) + R"(","message":)";
-    append_string(out, e.message);
+    out = R"({"type":"error","code":")";
+    out.append(to_string(e.code)).push_back('"');
+    append_key(out, "message");
+    append_json_string(out, e.message);
     if (!e.ref.empty()) {
-      out += R"(,"ref":)";
-      append_string(out, e.ref);
+      append_key(out, "ref");
+      append_json_string(out, e.ref);
     }
     if (!e.swarm.empty()) {
-      out += R"(,"swarm":)";
-      append_string(out, e.swarm);
+      append_key(out, "swarm");
+      append_json_string(out, e.swarm);
     }
-    out += "}";
+    out.push_back('}');
   }
 };
 
@@ -235,64 +123,77 @@ std::optional<peer_id> parse_peer_id(std::string_view text) {
   return id;
 }
 
-client_message decode_client_message(std::string_view text, const decode_limits& limits) {
-  auto parsed = parse_untrusted_json(text);
-  if (!parsed.ok()) return error{error_code::bad_json, "not valid JSON: " + parsed.error, {}};
-  const json& obj = parsed.value;
-  if (!obj.is_object()) return error{error_code::invalid_field, "a message must be a JSON object", {}};
-  const json* type = field(obj, "type");
-  if (!type || !type->is_string()) return error{error_code::invalid_field, "a message needs a string \"type\"", {}};
-  const auto& name = type->get_ref<const std::string&>();
-  try {
-    if (name == "hello") return decode_hello(obj);
-    if (name == "join") return decode_join(obj);
-    if (name == "have") return decode_have(obj, limits);
-    if (name == "leave") return leave{swarm_field(obj, "leave")};
-    if (name == "signal") return decode_signal(obj, limits);
-    if (name == "report") return decode_report(obj);
-  } catch (decode_failure& f) {
-    f.e.ref = name;
-    return std::move(f.e);
-  }
-  const std::string shown = shorten_utf8(name, 32);
-  return error{error_code::unknown_type, "unknown message type \"" + shown + "\"", shown};
-}
-
 std::string encode(const server_message& m) {
   encoder e;
   std::visit(e, m);
   return std::move(e.out);
 }
 
+// ---- client side: the keys in the order protocol/README.md shows them
+
 std::string encode_hello(const hello& h) {
-  json j = {{"type", "hello"}, {"v", protocol_version}, {"native", h.native}};
-  if (h.max_neighbors) j["max_neighbors"] = *h.max_neighbors;
-  return j.dump();
+  std::string out = R"({"type":"hello")";
+  append_key(out, "v");
+  append_int(out, protocol_version);
+  append_key(out, "native");
+  out.append(h.native ? "true" : "false");
+  if (h.max_neighbors) {
+    append_key(out, "max_neighbors");
+    append_uint(out, *h.max_neighbors);
+  }
+  out.push_back('}');
+  return out;
 }
 
 std::string encode_join(const join& j) {
-  json o = {{"type", "join"}, {"swarm", j.swarm}, {"size", j.size}, {"block_size", j.block_size}};
-  if (j.have == join::holding::all) o["have"] = "all";
-  else if (j.have == join::holding::some) o["have"] = base64_encode(j.bitfield_bytes);
-  return o.dump();
+  std::string out = swarm_message("join", j.swarm, 128 + j.bitfield_bytes.size() * 4 / 3);
+  append_key(out, "size");
+  append_uint(out, j.size);
+  append_key(out, "block_size");
+  append_uint(out, j.block_size);
+  if (j.have == join::holding::all) {
+    out.append(R"(,"have":"all")");
+  } else if (j.have == join::holding::some) {
+    append_key(out, "have");
+    append_json_string(out, base64_encode(j.bitfield_bytes));
+  }
+  out.push_back('}');
+  return out;
 }
 
-std::string encode_have(const have& h) { return json{{"type", "have"}, {"swarm", h.swarm}, {"blocks", h.blocks}}.dump(); }
+std::string encode_have(const have& h) {
+  std::string out = swarm_message("have", h.swarm, 64 + 11 * h.blocks.size());
+  append_key(out, "blocks");
+  append_array(out, h.blocks, [](std::string& o, std::uint32_t block) { append_uint(o, block); });
+  out.push_back('}');
+  return out;
+}
 
-std::string encode_leave(const leave& l) { return json{{"type", "leave"}, {"swarm", l.swarm}}.dump(); }
+std::string encode_leave(const leave& l) { return swarm_message("leave", l.swarm) + "}"; }
 
 std::string encode_signal(const signal& s) {
-  return json{{"type", "signal"}, {"swarm", s.swarm}, {"to", format_peer_id(s.to)}, {"data", json::parse(s.data)}}.dump();
+  std::string out = swarm_message("signal", s.swarm, 64 + s.data.text.size());
+  append_key(out, "to");
+  append_peer_id(out, s.to);
+  append_key(out, "data");
+  out.append(s.data.text).push_back('}');
+  return out;
 }
 
 std::string encode_report(const report& r) {
-  json j{{"type", "report"}, {"swarm", r.swarm}, {"http_bytes", r.http_bytes}, {"p2p_bytes", r.p2p_bytes},
-         {"uploaded_bytes", r.uploaded_bytes}};
+  std::string out = swarm_message("report", r.swarm);
+  append_key(out, "http_bytes");
+  append_uint(out, r.http_bytes);
+  append_key(out, "p2p_bytes");
+  append_uint(out, r.p2p_bytes);
+  append_key(out, "uploaded_bytes");
+  append_uint(out, r.uploaded_bytes);
   if (!r.bad_peers.empty()) {
-    auto& bad = j["bad_peers"] = json::array();
-    for (auto id : r.bad_peers) bad.push_back(format_peer_id(id));
+    append_key(out, "bad_peers");
+    append_array(out, r.bad_peers, append_peer_id);
   }
-  return j.dump();
+  out.push_back('}');
+  return out;
 }
 
 }  // namespace swarmcoord::protocol::native

@@ -9,9 +9,8 @@
 #include <variant>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "protocol/bitfield.hpp"
+#include "protocol/json_text.hpp"
 
 namespace swarmcoord::protocol::native {
 
@@ -57,7 +56,7 @@ struct leave {
 struct signal {
   std::string swarm;
   peer_id to = 0;
-  std::string data;  // the opaque "data" value, as compact JSON text, relayed as is
+  json_text data;  // the opaque "data" value, minified (keys in their order, duplicates kept)
   std::string_view kind = "other";  // data.type when offer, answer or candidate (a metric label)
 };
 
@@ -86,6 +85,10 @@ struct decode_limits {
   std::size_t max_have_blocks = 65536;  // indices in one have message
 };
 
+// Validates the whole text first (syntax, UTF-8, numbers within a double's range, nesting up
+// to default_max_json_depth): anything else is bad_json. Integers beyond 64 bits are read as
+// doubles; a key given twice counts the last time, as with JSON.parse; a null field counts as
+// absent.
 client_message decode_client_message(std::string_view text, const decode_limits& limits);
 
 // ---- server -> client ----
@@ -93,7 +96,7 @@ struct welcome {
   peer_id id = 0;
   std::uint32_t max_neighbors = 0;
   std::uint32_t heartbeat_s = 0;
-  nlohmann::json ice_servers = nlohmann::json::array();
+  json_text ice_servers{"[]"};  // a JSON array of RTCIceServer objects
 };
 
 struct joined {
@@ -122,7 +125,7 @@ struct neighbors {
 struct signal_relay {
   std::string swarm;
   peer_id from = 0;
-  std::string data;  // compact JSON text
+  json_text data;  // as the sender's signal carried it
 };
 
 using server_message = std::variant<welcome, joined, neighbors, signal_relay, error>;

@@ -1,14 +1,9 @@
 #include "protocol/webtorrent.hpp"
 
-#include <algorithm>
-#include <bit>
 #include <charconv>
-#include <cmath>
 
-#include <simdjson.h>
-
+#include "protocol/json_dom.hpp"
 #include "protocol/json_escape.hpp"
-#include "protocol/json_limits.hpp"
 #include "protocol/json_writer.hpp"
 
 namespace swarmcoord::protocol::webtorrent {
@@ -34,92 +29,7 @@ void append_id(std::string& out, const binary_id& id) {
   append_escaped(out, std::string_view(utf8, n));
 }
 
-// The shortest text that reads back as the same double, kept a float (100.0, not 100); JSON
-// has no infinities or NaN, so those are written as JSON.stringify writes them: null.
-void append_double(std::string& out, double v) {
-  if (!std::isfinite(v)) {
-    out.append("null");
-    return;
-  }
-  char buf[32];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, end);
-  if (std::string_view(buf, end).find_first_of(".e") == std::string_view::npos) out.append(".0");
-}
-
-// A parsed value as minified JSON: keys in their order, duplicates kept, UTF-8 as is.
-// Recursion is bounded by the parser's depth limit. (The getters cannot fail: the type is
-// checked first.)
-void append_json(std::string& out, dom::element e) {
-  switch (e.type()) {
-    case dom::element_type::OBJECT: {
-      out.push_back('{');
-      bool first = true;
-      const dom::object obj = e.get_object().value_unsafe();
-      for (dom::key_value_pair kv : obj) {
-        if (!first) out.push_back(',');
-        first = false;
-        append_escaped(out, kv.key);
-        out.push_back(':');
-        append_json(out, kv.value);
-      }
-      out.push_back('}');
-      break;
-    }
-    case dom::element_type::ARRAY: {
-      out.push_back('[');
-      bool first = true;
-      const dom::array list = e.get_array().value_unsafe();
-      for (dom::element v : list) {
-        if (!first) out.push_back(',');
-        first = false;
-        append_json(out, v);
-      }
-      out.push_back(']');
-      break;
-    }
-    case dom::element_type::STRING: append_escaped(out, e.get_string().value_unsafe()); break;
-    case dom::element_type::INT64: append_int(out, e.get_int64().value_unsafe()); break;
-    case dom::element_type::UINT64: append_uint(out, e.get_uint64().value_unsafe()); break;
-    case dom::element_type::DOUBLE: append_double(out, e.get_double().value_unsafe()); break;
-    case dom::element_type::BOOL: out.append(e.get_bool().value_unsafe() ? "true" : "false"); break;
-    case dom::element_type::NULL_VALUE: out.append("null"); break;
-  }
-}
-
-// What the server relays: the value as minified text. SDP objects are mostly one string, so
-// the first guess of the size saves most regrowing.
-json_text text_of(dom::element e) {
-  json_text t;
-  t.text.reserve(256);
-  append_json(t.text, e);
-  return t;
-}
-
 // ---- reading
-
-// Parses and fully validates a message (syntax, UTF-8, number ranges, depth) with a parser
-// kept per thread: its buffers are reused, growing to the largest message seen. The result
-// points into the parser, so it is valid until this thread parses again.
-simdjson::simdjson_result<dom::element> parse(std::string_view text) {
-  // simdjson refuses max_depth levels or more, not counting an innermost empty container.
-  // So, as with parse_untrusted_json, 32 levels of objects or arrays pass and 33 do not
-  // (33 whose innermost is empty, [[…[]…]], pass too: harmless).
-  static constexpr std::size_t max_depth = default_max_json_depth + 1;
-  thread_local dom::parser parser;
-  if (parser.capacity() < text.size() || parser.max_depth() != max_depth) {
-    // In powers of two, so that ever-longer messages cost only a few reallocations.
-    const std::size_t capacity = std::bit_ceil(std::max<std::size_t>(text.size(), 4096));
-    if (auto err = parser.allocate(capacity, max_depth)) return err;
-  }
-  return parser.parse(text.data(), text.size());  // copies the text into a padded buffer
-}
-
-std::string parse_error_message(simdjson::error_code err) {
-  if (err == simdjson::DEPTH_ERROR)
-    return "JSON nested deeper than " + std::to_string(default_max_json_depth) + " levels";
-  return std::string("JSON parse error: ") + simdjson::error_message(err);
-}
 
 std::optional<binary_id> id_of(const field& f) {
   std::string_view s;
@@ -367,7 +277,7 @@ std::string_view to_string(error_reason r) {
 
 client_message decode_client_message(std::string_view text) {
   dom::element root;
-  if (auto err = parse(text).get(root)) return error(error_reason::bad_json, parse_error_message(err), {}, "");
+  if (auto err = parse_json(text).get(root)) return error(error_reason::bad_json, parse_error_message(err), {}, "");
   dom::object obj;
   if (root.get_object().get(obj))
     return error(error_reason::not_an_object, "invalid action in WS request: undefined", {}, "");
@@ -411,16 +321,14 @@ std::string encode_announce(const announce& a) {
     append_double(out, *a.left);
   }
   if (!a.offers.empty()) {
-    out.append(R"(,"offers":[)");
-    for (const auto& o : a.offers) {
-      if (&o != &a.offers.front()) out.push_back(',');
-      out.append(R"({"offer":)");
-      out.append(o.sdp.text);
-      out.append(R"(,"offer_id":)");
-      append_id(out, o.offer_id);
-      out.push_back('}');
-    }
-    out.push_back(']');
+    out.append(R"(,"offers":)");
+    append_array(out, a.offers, [](std::string& o, const offer& entry) {
+      o.append(R"({"offer":)");
+      o.append(entry.sdp.text);
+      o.append(R"(,"offer_id":)");
+      append_id(o, entry.offer_id);
+      o.push_back('}');
+    });
   }
   out.push_back('}');
   return out;
@@ -444,12 +352,8 @@ std::string encode_answer(const answer& a) {
 std::string encode_scrape(const scrape& s) {
   std::string out = R"({"action":"scrape")";
   if (!s.all) {
-    out.append(R"(,"info_hash":[)");
-    for (const auto& h : s.info_hashes) {
-      if (&h != &s.info_hashes.front()) out.push_back(',');
-      append_id(out, h);
-    }
-    out.push_back(']');
+    out.append(R"(,"info_hash":)");
+    append_array(out, s.info_hashes, append_id);
   }
   out.push_back('}');
   return out;

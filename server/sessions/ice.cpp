@@ -3,6 +3,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <nlohmann/json.hpp>
+
 #include "protocol/bitfield.hpp"
 
 namespace swarmcoord::sessions {
@@ -15,7 +17,7 @@ std::string turn_rest_credential(const std::string& secret, const std::string& u
   return protocol::base64_encode(std::string_view(reinterpret_cast<const char*>(digest), length));
 }
 
-nlohmann::json ice_servers_for(const config::config& cfg, const std::string& peer_id, std::int64_t unix_now) {
+protocol::json_text ice_servers_for(const config::config& cfg, const std::string& peer_id, std::int64_t unix_now) {
   auto servers = nlohmann::json::array();
   if (!cfg.ice.stun_urls.empty()) servers.push_back({{"urls", cfg.ice.stun_urls}});
   if (!cfg.ice.turn_urls.empty()) {
@@ -30,7 +32,8 @@ nlohmann::json ice_servers_for(const config::config& cfg, const std::string& pee
     }
     servers.push_back(std::move(turn));
   }
-  return servers;
+  // Configured strings may hold anything: invalid UTF-8 becomes U+FFFD, the text stays JSON.
+  return {servers.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
 }
 
 }  // namespace swarmcoord::sessions

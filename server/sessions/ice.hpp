@@ -6,14 +6,14 @@
 #include <cstdint>
 #include <string>
 
-#include <nlohmann/json.hpp>
-
+#include "protocol/json_text.hpp"
 #include "server/config/config.hpp"
 
 namespace swarmcoord::sessions {
 
 std::string turn_rest_credential(const std::string& secret, const std::string& username);
 
-nlohmann::json ice_servers_for(const config::config& cfg, const std::string& peer_id, std::int64_t unix_now);
+// A JSON array, ready for nv::welcome::ice_servers.
+protocol::json_text ice_servers_for(const config::config& cfg, const std::string& peer_id, std::int64_t unix_now);
 
 }  // namespace swarmcoord::sessions

@@ -966,7 +966,7 @@ TEST_CASE("mesh: signals are relayed only between members of the same swarm", "[
     nv::signal s;
     s.swarm = key;
     s.to = to;
-    s.data = std::move(data);
+    s.data = {std::move(data)};
     s.kind = kind;
     w.m.on_signal(w.peers.at(from), std::move(s), w.out);
     REQUIRE(w.m.check_invariants() == "");
@@ -980,7 +980,7 @@ TEST_CASE("mesh: signals are relayed only between members of the same swarm", "[
   const auto& r = std::get<nv::signal_relay>(w.out[0].message);
   CHECK(r.swarm == K1);
   CHECK(r.from == 1);
-  CHECK(r.data == offer);
+  CHECK(r.data.text == offer);
   CHECK(w.m.counters().signals_relayed[0] == 1);
 
   signal(2, K1, 1, R"({"type":"answer"})", "answer");

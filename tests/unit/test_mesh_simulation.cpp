@@ -290,7 +290,7 @@ class simulation {
     nv::signal s;
     s.swarm = swarms[from.first].key;
     s.to = to;
-    s.data = R"({"type":"candidate","n":)" + std::to_string(rng_() % 1000) + "}";
+    s.data = {R"({"type":"candidate","n":)" + std::to_string(rng_() % 1000) + "}"};
     s.kind = "candidate";
     const auto data = s.data;
     m_.on_signal(live_.at(from.second).info, std::move(s), out_);
