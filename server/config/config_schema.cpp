@@ -1,5 +1,6 @@
 #include "server/config/config_schema.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>

@@ -170,7 +170,7 @@ TEST_CASE("native session: have, leave, signal and report are routed", "[session
   nv::signal s;
   s.swarm = swarm_url(1);
   s.to = 0x1234;
-  s.data = R"({"type":"offer","sdp":"v=0"})";
+  s.data.text = R"({"type":"offer","sdp":"v=0"})";
   h.send(nv::encode_signal(s));
   nv::report r;
   r.swarm = swarm_url(1);
@@ -186,7 +186,7 @@ TEST_CASE("native session: have, leave, signal and report are routed", "[session
   CHECK(h.router.native<nv::have>()[0].blocks == std::vector<std::uint32_t>{1, 2, 3});
   REQUIRE(h.router.native<nv::signal>().size() == 1);
   CHECK(h.router.native<nv::signal>()[0].to == 0x1234);
-  CHECK(json::parse(h.router.native<nv::signal>()[0].data) == json::parse(s.data));
+  CHECK(json::parse(h.router.native<nv::signal>()[0].data.text) == json::parse(s.data.text));
   REQUIRE(h.router.native<nv::report>().size() == 1);
   CHECK(h.router.native<nv::report>()[0].p2p_bytes == 20);
   CHECK(h.router.native<nv::report>()[0].bad_peers == std::vector<nv::peer_id>{0x99});
@@ -203,14 +203,14 @@ TEST_CASE("native session: a signal over signal.max_bytes is refused at the sess
   nv::signal s;
   s.swarm = swarm_url(1);
   s.to = 0x1234;
-  s.data = json{{"type", "offer"}, {"sdp", std::string(300, 'x')}}.dump();
+  s.data.text = json{{"type", "offer"}, {"sdp", std::string(300, 'x')}}.dump();
   h.send(nv::encode_signal(s));
   CHECK(h.router.native<nv::signal>().empty());
   CHECK(h.home_errors() == std::vector<std::string>{"signal_too_big"});
   CHECK(h.counters.signals_too_big == 1);
   CHECK(h.counters.errors[code_index(nv::error_code::signal_too_big)] == 1);
   // Just under the limit goes through.
-  s.data = json{{"type", "offer"}, {"sdp", std::string(200, 'x')}}.dump();
+  s.data.text = json{{"type", "offer"}, {"sdp", std::string(200, 'x')}}.dump();
   h.send(nv::encode_signal(s));
   CHECK(h.router.native<nv::signal>().size() == 1);
   CHECK(h.counters.signals_too_big == 1);
