@@ -78,6 +78,23 @@ simdjson::simdjson_result<dom::element> parse_json(std::string_view text) {
   return parser.parse(text.data(), text.size());  // copies the text into a padded buffer
 }
 
+bool nested_deeper_than(dom::element e, std::size_t levels) {
+  dom::object obj;
+  if (!e.get_object().get(obj)) {
+    if (levels == 0) return true;
+    for (dom::key_value_pair kv : obj)
+      if (nested_deeper_than(kv.value, levels - 1)) return true;
+    return false;
+  }
+  dom::array list;
+  if (!e.get_array().get(list)) {
+    if (levels == 0) return true;
+    for (dom::element v : list)
+      if (nested_deeper_than(v, levels - 1)) return true;
+  }
+  return false;
+}
+
 simdjson::simdjson_result<dom::element> parse_json_wide_integers(std::string_view text) {
   auto parsed = parse_json(text);
   if (parsed.error() != simdjson::NUMBER_ERROR) return parsed;

@@ -22,6 +22,11 @@ simdjson::simdjson_result<simdjson::dom::element> parse_json(std::string_view te
 // number, instead of failing the parse. As fast as parse_json unless such an integer occurs.
 simdjson::simdjson_result<simdjson::dom::element> parse_json_wide_integers(std::string_view text);
 
+// True when e nests more than `levels` containers deep (e counts when it is one). The parser
+// does not count an innermost empty container, so 33 levels ending in [] or {} pass it; a
+// decoder that must refuse those too asks this after parsing (a walk over the containers).
+bool nested_deeper_than(simdjson::dom::element e, std::size_t levels);
+
 // Why a text did not parse, as a sentence for the client.
 std::string parse_error_message(simdjson::error_code err);
 

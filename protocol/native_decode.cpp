@@ -224,6 +224,10 @@ client_message decode_client_message(std::string_view text, const decode_limits&
   dom::element root;
   if (auto err = parse_json_wide_integers(text).get(root))
     return error{error_code::bad_json, "not valid JSON: " + parse_error_message(err), {}};
+  // The parser lets 33 levels through when the innermost is empty; this protocol has always
+  // refused every 33rd level.
+  if (nested_deeper_than(root, default_max_json_depth))
+    return error{error_code::bad_json, "not valid JSON: " + parse_error_message(simdjson::DEPTH_ERROR), {}};
   dom::object obj;
   if (root.get_object().get(obj)) return invalid("a message must be a JSON object");
   const message_fields fields(obj);

@@ -110,9 +110,15 @@ TEST_CASE("native decode: nesting deeper than 32 levels is bad_json", "[native]"
   // A frame that is only nesting: 32 levels are JSON (not an object), 33 are not.
   expect_error(decode(nested(32, false)), nv::error_code::invalid_field, "");
   expect_error(decode(nested(33, false)), nv::error_code::bad_json, "");
-  // (33 levels whose innermost container is empty pass, as on the WebTorrent side: the
-  // parser does not count that last level. Harmless: nothing recurses deeper than 33.)
-  expect<nv::hello>(decode(hello_with(std::string(32, '[') + std::string(32, ']'))));
+  // 33 levels whose innermost container is empty too (the parser alone lets them through).
+  for (bool objects : {false, true}) {
+    const std::string empty_innermost = objects ? nested(31, true).replace(nested(31, true).find("1"), 1, "{}")
+                                                : std::string(32, '[') + std::string(32, ']');
+    CHECK(expect_error(decode(hello_with(empty_innermost)), nv::error_code::bad_json, "").message ==
+          "not valid JSON: JSON nested deeper than 32 levels");
+  }
+  expect_error(decode(std::string(33, '[') + std::string(33, ']')), nv::error_code::bad_json, "");
+  expect_error(decode(head + std::string(32, '[') + std::string(32, ']') + "}"), nv::error_code::bad_json, "");
 
   SECTION("hostile depth fails fast") {
     const auto start = std::chrono::steady_clock::now();
