@@ -45,20 +45,18 @@ void webtorrent_session::on_message(std::string_view text) {
 
 void webtorrent_session::on_announce(wt::announce&& a) {
   const std::uint64_t key = pair_key(a.info_hash, a.peer_id);
-  const auto held = std::find(pairs_.begin(), pairs_.end(), key);
+  const auto at = std::lower_bound(pairs_.begin(), pairs_.end(), key);
+  const bool held = at != pairs_.end() && *at == key;
   if (a.event == wt::announce_event::stopped) {
     // The owner drops the pair if this connection owns it; either way it no longer counts.
-    if (held != pairs_.end()) {
-      *held = pairs_.back();
-      pairs_.pop_back();
-    }
-  } else if (held == pairs_.end()) {
+    if (held) pairs_.erase(at);
+  } else if (!held) {
     // A new pair, or one moving here from another connection: the cap covers every shard.
     if (pairs_.size() >= limits_.max_peers)
       return on_request_error({wt::error_reason::too_many_peers, "too many peer_id/info_hash pairs on one connection",
                                a.info_hash, "announce"},
                               false);
-    pairs_.push_back(key);
+    pairs_.insert(at, key);
   }
   router_.to_owner(route_, announce_request{id_, client_, std::move(a)});
 }
@@ -89,11 +87,9 @@ void webtorrent_session::on_home_message(home_message&& m) {
                    if (transport_.send(std::move(o.payload))) ++counters_.sent[o.type];
                  },
                  [&](pair_released& r) {
-                   if (auto it = std::find(pairs_.begin(), pairs_.end(), pair_key(r.info_hash, r.peer_id));
-                       it != pairs_.end()) {
-                     *it = pairs_.back();
-                     pairs_.pop_back();
-                   }
+                   const std::uint64_t key = pair_key(r.info_hash, r.peer_id);
+                   if (auto at = std::lower_bound(pairs_.begin(), pairs_.end(), key); at != pairs_.end() && *at == key)
+                     pairs_.erase(at);
                  },
                  [&](scrape_result& r) {
                    wt::scrape_response response{std::move(r.files)};

@@ -45,9 +45,10 @@ class webtorrent_session final : public protocol_session {
   limits limits_;
   route_state route_;
   unsigned errors_in_row_ = 0;
-  // The pairs this connection announced and still holds, as keyed hashes: a few per client,
-  // so a vector beats a set. A pair leaves when the client stops it, or when its owner
-  // reports it released (moved to another connection, or expired).
+  // The pairs this connection announced and still holds, as keyed hashes, sorted: a few per
+  // client (a sorted vector beats a set there), up to tracker.max_peers_per_connection for
+  // a busy one. A pair leaves when the client stops it, or when its owner reports it
+  // released (moved to another connection, or expired).
   std::vector<std::uint64_t> pairs_;
 };
 
