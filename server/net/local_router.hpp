@@ -10,8 +10,8 @@
 //   owner arrive in the order of the requests.
 // - Requests to different owners may be answered in any order (they concern other swarms).
 // - A reply the session makes itself (a protocol error, a refusal, a close) must not overtake
-//   the results of the connection's earlier requests: it travels through the last owner the
-//   connection used and back (to_home_in_order), behind them in both queues.
+//   the results of the connection's earlier requests to the last owner it used: it travels
+//   through that owner and back (to_home_in_order), behind them in both queues.
 // - Everything queued for a socket during one round of handlers goes out in one write
 //   (worker::write_later).
 // Home thread only.

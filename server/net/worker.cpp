@@ -71,7 +71,9 @@ void worker::deliver(connection_id to, sessions::home_message&& m) {
   }
   auto it = connections_.find(to);
   if (it == connections_.end()) {
-    ++net_counters_.deliveries_dropped;
+    // Counted: messages that would have gone on the wire (notices for a gone session are moot).
+    if (std::holds_alternative<sessions::outbound>(m) || std::holds_alternative<sessions::scrape_result>(m))
+      ++net_counters_.deliveries_dropped;
     return;
   }
   it->second->deliver(std::move(m));
@@ -112,7 +114,7 @@ void worker::emit(std::vector<swarm::mesh_outgoing>& out) {
 
 void worker::emit_released() {
   tracker_.take_released(released_);
-  for (const auto& r : released_) deliver_batched(r.conn, sessions::pair_released{r.info_hash, r.peer_id});
+  for (const auto& r : released_) deliver_batched(r.conn, sessions::pair_released{r.info_hash, r.peer_id, r.ticket});
   released_.clear();
 }
 
@@ -120,7 +122,7 @@ void worker::emit_released() {
 void worker::handle(sessions::owner_request&& request) {
   std::visit(sessions::overloaded{
                  [&](sessions::announce_request& a) {
-                   tracker_.on_announce(a.from, a.address, std::move(a.announce), monotonic_ms(), scratch_);
+                   tracker_.on_announce(a.from, a.address, std::move(a.announce), monotonic_ms(), scratch_, a.ticket);
                    emit(scratch_);
                  },
                  [&](sessions::answer_request& a) {

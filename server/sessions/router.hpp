@@ -42,6 +42,7 @@ struct announce_request {
   connection_id from;
   swarm::ip_address address;  // the client's, for locality
   wt::announce announce;
+  std::uint32_t ticket = 0;  // the session's number of this announce, echoed in pair_released
 };
 struct answer_request {
   connection_id from;
@@ -70,10 +71,13 @@ struct join_refused {
   std::string swarm;
   std::uint32_t ticket = 0;
 };
-// A WebTorrent pair stopped belonging to the connection (swarm::released_peer).
+// A WebTorrent pair stopped belonging to the connection (swarm::released_peer). The ticket is
+// that of the latest announce of the pair the owner had seen: a release that crossed a newer
+// announce of the pair on its way home is stale (the pair may be this connection's again).
 struct pair_released {
   protocol::binary_id info_hash;
   protocol::binary_id peer_id;
+  std::uint32_t ticket = 0;
 };
 // The counts of a scrape, from every owner asked.
 struct scrape_result {

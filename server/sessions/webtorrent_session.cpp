@@ -46,19 +46,22 @@ void webtorrent_session::on_message(std::string_view text) {
 void webtorrent_session::on_announce(wt::announce&& a) {
   const std::uint64_t key = pair_key(a.info_hash, a.peer_id);
   const auto at = std::lower_bound(pairs_.begin(), pairs_.end(), key);
-  const bool held = at != pairs_.end() && *at == key;
+  const bool held = at != pairs_.end() && at->key == key;
+  const std::uint32_t ticket = ++last_ticket_;
   if (a.event == wt::announce_event::stopped) {
     // The owner drops the pair if this connection owns it; either way it no longer counts.
     if (held) pairs_.erase(at);
-  } else if (!held) {
+  } else if (held) {
+    at->ticket = ticket;  // releases from before this announce are stale
+  } else {
     // A new pair, or one moving here from another connection: the cap covers every shard.
     if (pairs_.size() >= limits_.max_peers)
       return on_request_error({wt::error_reason::too_many_peers, "too many peer_id/info_hash pairs on one connection",
                                a.info_hash, "announce"},
                               false);
-    pairs_.insert(at, key);
+    pairs_.insert(at, held_pair{key, ticket});
   }
-  router_.to_owner(route_, announce_request{id_, client_, std::move(a)});
+  router_.to_owner(route_, announce_request{id_, client_, std::move(a), ticket});
 }
 
 // counts_toward_close: a message that could not be decoded. A valid announce refused for the
@@ -87,9 +90,11 @@ void webtorrent_session::on_home_message(home_message&& m) {
                    if (transport_.send(std::move(o.payload))) ++counters_.sent[o.type];
                  },
                  [&](pair_released& r) {
+                   // Only a release of the latest announce: one that crossed a newer announce
+                   // of the pair on its way here is stale (the owner may have it ours again).
                    const std::uint64_t key = pair_key(r.info_hash, r.peer_id);
-                   if (auto at = std::lower_bound(pairs_.begin(), pairs_.end(), key); at != pairs_.end() && *at == key)
-                     pairs_.erase(at);
+                   auto at = std::lower_bound(pairs_.begin(), pairs_.end(), key);
+                   if (at != pairs_.end() && at->key == key && at->ticket == r.ticket) pairs_.erase(at);
                  },
                  [&](scrape_result& r) {
                    wt::scrape_response response{std::move(r.files)};

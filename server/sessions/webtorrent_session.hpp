@@ -49,7 +49,13 @@ class webtorrent_session final : public protocol_session {
   // client (a sorted vector beats a set there), up to tracker.max_peers_per_connection for
   // a busy one. A pair leaves when the client stops it, or when its owner reports it
   // released (moved to another connection, or expired).
-  std::vector<std::uint64_t> pairs_;
+  struct held_pair {
+    std::uint64_t key;
+    std::uint32_t ticket;  // of the latest announce of the pair
+    friend bool operator<(const held_pair& p, std::uint64_t key) { return p.key < key; }
+  };
+  std::vector<held_pair> pairs_;
+  std::uint32_t last_ticket_ = 0;
 };
 
 }  // namespace swarmcoord::sessions

@@ -44,7 +44,7 @@ wt::announce_response tracker::response_for(const binary_id& info_hash, const sw
 }
 
 void tracker::on_announce(connection_id conn, const ip_address& from, wt::announce&& a,
-                          time_ms now, std::vector<outgoing>& out) {
+                          time_ms now, std::vector<outgoing>& out, std::uint32_t ticket) {
   auto sit = swarms_.find(a.info_hash);
   if (a.event == wt::announce_event::stopped) {
     if (sit != swarms_.end()) {
@@ -75,7 +75,7 @@ void tracker::on_announce(connection_id conn, const ip_address& from, wt::announ
     peer& p = s->peers[self];
     if (p.conn != conn) {
       // Reconnected on another socket: the peer follows it, its old socket no longer owns it.
-      released_.push_back({p.conn, a.info_hash, a.peer_id});
+      released_.push_back({p.conn, a.info_hash, a.peer_id, p.ticket});
       forget_membership(p.conn, a.info_hash, a.peer_id);
       p.conn = conn;
       connections_[conn].push_back({a.info_hash, a.peer_id});
@@ -83,9 +83,10 @@ void tracker::on_announce(connection_id conn, const ip_address& from, wt::announ
       set_subnet(*s, self, subnet_key(from));
     }
     s->peers[self].last_seen = now;
+    s->peers[self].ticket = ticket;
   } else {
     if (!s) s = &swarms_[a.info_hash];
-    add_peer(*s, a.info_hash, a.peer_id, conn, from, now);
+    add_peer(*s, a.info_hash, a.peer_id, conn, from, now, ticket);
     self = static_cast<std::uint32_t>(s->peers.size() - 1);
   }
 
@@ -202,7 +203,7 @@ void tracker::expire(time_ms now) {
     swarm& s = sit->second;
     for (std::size_t i = s.peers.size(); i-- > 0;) {
       if (now - s.peers[i].last_seen < config_.peer_ttl_ms) continue;
-      released_.push_back({s.peers[i].conn, sit->first, s.peers[i].peer_id});
+      released_.push_back({s.peers[i].conn, sit->first, s.peers[i].peer_id, s.peers[i].ticket});
       forget_membership(s.peers[i].conn, sit->first, s.peers[i].peer_id);
       remove_peer(s, sit->first, static_cast<std::uint32_t>(i));
       ++counters_.peers_expired;
@@ -233,9 +234,10 @@ void tracker::expire_offers(swarm& s, time_ms now) {
 }
 
 void tracker::add_peer(swarm& s, const binary_id& info_hash, const binary_id& peer_id,
-                       connection_id conn, const ip_address& from, time_ms now) {
+                       connection_id conn, const ip_address& from, time_ms now, std::uint32_t ticket) {
   peer p;
   p.peer_id = peer_id;
+  p.ticket = ticket;
   p.conn = conn;
   p.subnet = subnet_key(from);
   p.last_seen = now;

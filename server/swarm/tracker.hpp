@@ -48,10 +48,13 @@ struct outgoing {
 // another connection re-announced it, or it expired. The connection's home counts the pairs
 // it holds (tracker.max_peers_per_connection covers all shards), so it has to hear. Pairs a
 // connection stops itself, or that go with it when it closes, are not reported.
+// `ticket` is the one the connection gave its latest announce of the pair (on_announce): a
+// release its home receives after a newer announce of the pair is stale, and ignored there.
 struct released_peer {
   connection_id conn;
   binary_id info_hash;
   binary_id peer_id;
+  std::uint32_t ticket = 0;
 };
 
 struct swarm_summary {
@@ -71,8 +74,9 @@ class tracker {
  public:
   explicit tracker(tracker_config config, std::uint64_t seed = 0x5eed);
 
+  // ticket: the connection's number for this announce, returned in a release of the pair.
   void on_announce(connection_id conn, const ip_address& from, wt::announce&& a, time_ms now,
-                   std::vector<outgoing>& out);
+                   std::vector<outgoing>& out, std::uint32_t ticket = 0);
   void on_answer(connection_id conn, wt::answer&& a, time_ms now, std::vector<outgoing>& out);
   // Every (info_hash, peer_id) announced on the connection leaves its swarm.
   void on_connection_closed(connection_id conn);
@@ -97,6 +101,7 @@ class tracker {
  private:
   struct peer {
     binary_id peer_id;
+    std::uint32_t ticket = 0;  // of the owner's latest announce (fills binary_id's padding)
     connection_id conn = 0;
     std::uint64_t subnet = 0;
     time_ms last_seen = 0;
@@ -136,7 +141,7 @@ class tracker {
 
   std::size_t max_pending_per_peer() const { return config_.max_offers * 4; }
   void add_peer(swarm& s, const binary_id& info_hash, const binary_id& peer_id,
-                connection_id conn, const ip_address& from, time_ms now);
+                connection_id conn, const ip_address& from, time_ms now, std::uint32_t ticket);
   void remove_peer(swarm& s, const binary_id& info_hash, std::uint32_t index);
   void leave_subnet(swarm& s, std::uint32_t index);
   void set_subnet(swarm& s, std::uint32_t index, std::uint64_t subnet);

@@ -616,12 +616,19 @@ TEST_CASE("a pair moved to another connection or expired is reported released to
   h.t.take_released(released);
   CHECK(released.empty());  // nothing changed hands
 
+  // The release carries the ticket of the old owner's latest announce of the pair.
+  std::vector<sw::outgoing> out;
+  wt::announce again;
+  again.info_hash = info_hash(1);
+  again.peer_id = peer(1);
+  h.t.on_announce(1, addr(1), std::move(again), h.now, out, 41);
   h.announce(3, info_hash(1), peer(1), wt::announce_event::none);  // peer 1 reconnected on 3
   h.t.take_released(released);
   REQUIRE(released.size() == 1);
   CHECK(released[0].conn == 1);
   CHECK(released[0].info_hash == info_hash(1));
   CHECK(released[0].peer_id == peer(1));
+  CHECK(released[0].ticket == 41);
   released.clear();
   h.t.take_released(released);
   CHECK(released.empty());  // taken once

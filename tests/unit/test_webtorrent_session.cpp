@@ -51,6 +51,13 @@ struct harness {
     session.on_message(wt::encode_announce(a));
   }
   std::size_t announces_routed() const { return router.requests<ss::announce_request>().size(); }
+  // The ticket of the latest announce of a pair routed, as its owner would echo it.
+  std::uint32_t ticket_of(int ih, int pid) const {
+    std::uint32_t ticket = 0;
+    for (const auto& r : router.requests<ss::announce_request>())
+      if (r.announce.info_hash == info_hash(ih) && r.announce.peer_id == peer(pid)) ticket = r.ticket;
+    return ticket;
+  }
   void invalid() { session.on_message("this is not json"); }
 };
 
@@ -226,10 +233,10 @@ TEST_CASE("webtorrent session: the pair cap covers every info_hash of the connec
     CHECK(h.counters.errors[reason_index(wt::error_reason::too_many_peers)] == 1);
   }
   SECTION("a pair released by its owner frees its slot") {
-    h.session.on_home_message(ss::pair_released{info_hash(2), peer(1)});
+    h.session.on_home_message(ss::pair_released{info_hash(2), peer(1), h.ticket_of(2, 1)});
     CHECK(h.session.pairs_held() == 1);
     // One it never held changes nothing.
-    h.session.on_home_message(ss::pair_released{info_hash(8), peer(8)});
+    h.session.on_home_message(ss::pair_released{info_hash(8), peer(8), h.ticket_of(2, 1)});
     CHECK(h.session.pairs_held() == 1);
     h.announce(3, 1);
     CHECK(h.announces_routed() == 3);
@@ -237,6 +244,21 @@ TEST_CASE("webtorrent session: the pair cap covers every info_hash of the connec
     h.announce(4, 1);
     CHECK(h.announces_routed() == 3);
     CHECK(h.transport.sent.empty());  // released pairs are bookkeeping, not messages
+  }
+  SECTION("a release that crossed a newer announce of the pair is stale") {
+    // Another connection took pair (2, 1) over and its owner sent the release home; meanwhile
+    // this connection announced the pair again, taking it back. The late release must not
+    // free the slot, or two connections playing this game would hold pairs without limit.
+    const auto released = h.ticket_of(2, 1);
+    h.announce(2, 1, wt::announce_event::none);
+    CHECK(h.ticket_of(2, 1) != released);
+    h.session.on_home_message(ss::pair_released{info_hash(2), peer(1), released});
+    CHECK(h.session.pairs_held() == 2);
+    h.announce(3, 1);
+    CHECK(h.counters.errors[reason_index(wt::error_reason::too_many_peers)] == 1);
+    // A release of the latest announce does free it.
+    h.session.on_home_message(ss::pair_released{info_hash(2), peer(1), h.ticket_of(2, 1)});
+    CHECK(h.session.pairs_held() == 1);
   }
 }
 
