@@ -50,7 +50,13 @@ runtime::runtime(const config::config& cfg)
   }
 }
 
-runtime::~runtime() { stop(); }
+runtime::~runtime() {
+  stop();
+  // The listeners' acceptors and backoff timers belong to the workers' io_contexts, which go
+  // with workers_ (declared last, so destroyed first): drop the listeners before. Those still
+  // held by a pending handler go with it, while their io_context shuts down.
+  listeners_.clear();
+}
 
 unsigned runtime::shard_of(const protocol::binary_id& info_hash) const {
   return static_cast<unsigned>(protocol::binary_id_hash{}(info_hash) % workers_.size());
