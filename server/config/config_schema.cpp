@@ -82,8 +82,9 @@ const std::vector<key_spec>& schema() {
        "A peer that has not announced for this long leaves its swarm.", 10, 86400},
       {"tracker", "max_peers_per_connection", kind::integer, "100",
        "(info_hash, peer_id) pairs one connection may hold at once; further ones get too_many_peers.", 1, 100000},
-      {"tracker", "max_scrape_all", kind::integer, "1000",
-       "Swarms listed at most by a scrape without info_hash.", 0, 1'000'000},
+      {"tracker", "max_scrape_all", kind::integer, "0",
+       "Swarms listed at most by a scrape without info_hash. 0 (the default) answers it with no\n"
+       "swarm at once: no real client needs it, and a 19-byte request could fetch a large list.", 0, 1'000'000},
       {"mesh", "max_neighbors", kind::integer, "8",
        "Neighbours assigned to a native peer at most (a client may ask for fewer in hello).", 1, 64},
       {"mesh", "replan_ms", kind::integer, "500",

@@ -37,6 +37,8 @@ void webtorrent_session::on_message(std::string_view text) {
                  },
                  [&](wt::scrape& s) {
                    errors_in_row_ = 0;
+                   // A scrape of everything, switched off: answered here, no owner asked.
+                   if (s.all && limits_.max_scrape_all == 0) return on_home_message(scrape_result{{}, true});
                    router_.scrape(id_, std::move(s));
                  },
              },

@@ -26,7 +26,7 @@ struct tracker_config {
   std::size_t max_offers = 10;
   time_ms offer_ttl_ms = 120'000;
   time_ms peer_ttl_ms = 300'000;
-  std::size_t max_scrape_all = 1000;
+  std::size_t max_scrape_all = 0;  // scrape of everything off
 };
 
 // Plain counters, summed across shards by whoever reports them.

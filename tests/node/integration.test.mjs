@@ -224,7 +224,8 @@ describe('/stats', () => {
 // ------------------------------------------------------------------------------------------
 describe('WebTorrent flows', () => {
   let d;
-  before(async () => { d = await Daemon.start(['--set', 'server.threads=2']); });
+  // Scrapes of everything are off by default; these tests list swarms with them.
+  before(async () => { d = await Daemon.start(['--set', 'server.threads=2', '--set', 'tracker.max_scrape_all=1000']); });
   after(async () => { await d?.stop(); });
 
   it('answers announces on / and /announce', async () => {
@@ -343,6 +344,25 @@ describe('WebTorrent flows', () => {
     assert.deepEqual(all.files[x], { complete: 2, incomplete: 1, downloaded: 1 });
     assert.deepEqual(all.files[y], { complete: 0, incomplete: 1, downloaded: 0 });
     assert.equal(all.files[z], undefined, 'scrape-all lists only existing swarms');
+  });
+
+  it('answers a scrape of everything with no swarm by default; named info_hashes still work', async () => {
+    const plain = await Daemon.start(['--set', 'server.threads=2']);
+    try {
+      const [x, y] = wt.randomIds(2);
+      const a = await join(plain, x, { left: 0 });
+      const b = await join(plain, y);
+      const flags = { min_request_interval: 600 };
+      assert.deepEqual(await scrapeVia(a), { action: 'scrape', files: {}, flags });
+      assert.deepEqual(await scrapeVia(a, [x, y]), {
+        action: 'scrape',
+        files: { [x]: { complete: 1, incomplete: 0, downloaded: 0 }, [y]: { complete: 0, incomplete: 1, downloaded: 0 } },
+        flags,
+      });
+      await Promise.all([a, b].map((c) => c.close()));
+    } finally {
+      await plain.stop();
+    }
   });
 
   it('removes a peer on stopped and answers with the counts after removal', async () => {

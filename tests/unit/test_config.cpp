@@ -170,7 +170,7 @@ TEST_CASE("config defaults without a file are the documented ones") {
   CHECK(c.tracker.offer_ttl_ms == 120'000);
   CHECK(c.tracker.peer_ttl_ms == 300'000);
   CHECK(c.limits.max_peers_per_connection == 100);
-  CHECK(c.tracker.max_scrape_all == 1000);
+  CHECK(c.tracker.max_scrape_all == 0);
 }
 
 TEST_CASE("config file values override the defaults, the rest stay default") {
@@ -212,7 +212,7 @@ peer_ttl_s = 600
   // Untouched keys keep their defaults.
   CHECK(c.server.max_connections == 100000);
   CHECK(c.tracker.interval_s == 120);
-  CHECK(c.tracker.max_scrape_all == 1000);
+  CHECK(c.tracker.max_scrape_all == 0);
 }
 
 TEST_CASE("config precedence: defaults < file < environment < --set") {

@@ -284,6 +284,21 @@ TEST_CASE("webtorrent session: home messages go to the transport and are counted
   CHECK(h.transport.sent.size() == 1);
 }
 
+TEST_CASE("webtorrent session: with max_scrape_all 0, a scrape of all is answered empty, asking no owner", "[session]") {
+  harness h({3, 2, 0});
+  h.session.on_message(wt::encode_scrape({{}, true}));
+  CHECK(h.router.scrapes.empty());
+  REQUIRE(h.transport.sent.size() == 1);
+  const auto reply = json::parse(h.transport.sent[0]);
+  CHECK(reply.value("action", "") == "scrape");
+  CHECK(reply["files"].empty());
+  CHECK(h.counters.sent[scrape_type] == 1);
+  // Named info_hashes still go to their owners.
+  h.session.on_message(wt::encode_scrape({{info_hash(1)}, false}));
+  REQUIRE(h.router.scrapes.size() == 1);
+  CHECK(h.router.scrapes[0].scrape.info_hashes.size() == 1);
+}
+
 TEST_CASE("webtorrent session: a scrape result is encoded, a scrape of all capped", "[session]") {
   harness h;  // max_scrape_all = 3
   std::vector<wt::scrape_file> files;
