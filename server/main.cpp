@@ -6,6 +6,7 @@
 #include <optional>
 #include <iostream>
 #include <memory>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -60,7 +61,25 @@ void setup_logging(const config::config& cfg) {
   spdlog::set_default_logger(logger);
 }
 
+// Every connection is a descriptor: take the hard limit (systemd and Docker give a soft limit
+// far below it), and say so when even that is below what the config allows.
+void raise_descriptor_limit(const config::config& cfg) {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  if (lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &lim);
+    ::getrlimit(RLIMIT_NOFILE, &lim);
+  }
+  const auto wanted = cfg.server.max_connections + cfg.server.max_http_sessions + cfg.admin.max_connections + 64;
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < wanted)
+    spdlog::warn("descriptor limit {} is below server.max_connections + max_http_sessions + admin.max_connections "
+                 "(~{}): past it, new connections are closed at once (raise ulimit -n / LimitNOFILE)",
+                 lim.rlim_cur, wanted);
+}
+
 int serve(const config::config& cfg) {
+  raise_descriptor_limit(cfg);
   // control first: it is destroyed last, after the runtime whose gathers may still hold
   // admin sessions bound to it.
   asio::io_context control{1};
@@ -78,8 +97,11 @@ int serve(const config::config& cfg) {
                              e.code().message());
   }
   admin_at = admin_acceptor.local_endpoint();
+  // Out of descriptors, the admin listener still serves (on its reserved one): /metrics is
+  // how the operator finds out.
   auto admin_listener = std::make_shared<net::listener>(
-      std::move(admin_acceptor), [&admin](asio::ip::tcp::socket&& s) { net::start_admin_session(std::move(s), admin); });
+      std::move(admin_acceptor), [&admin](asio::ip::tcp::socket&& s) { net::start_admin_session(std::move(s), admin); },
+      net::listener::observer{}, net::listener::when_out_of_descriptors::serve);
   admin_listener->start();
 
   auto show = [](const asio::ip::tcp::endpoint& ep) {

@@ -158,7 +158,18 @@ config load(const sources& from) {
   c.server.max_messages_per_second = static_cast<unsigned>(i("server", "max_messages_per_second"));
   if (const auto* list = t["server"]["trusted_proxies"].as_array())
     for (const auto& e : *list) c.server.trusted_proxies.push_back(*swarm::cidr::parse(*e.value<std::string>()));
+  c.server.header_timeout_s = static_cast<unsigned>(i("server", "header_timeout_s"));
+  c.server.allow_missing_origin = t["server"]["allow_missing_origin"].value<bool>().value_or(true);
   c.admin.listen = to_listen(str("admin", "listen"));
+  c.admin.max_connections = static_cast<std::size_t>(i("admin", "max_connections"));
+  c.admin.token = str("admin", "token");
+  c.auth.required = t["auth"]["required"].value<bool>().value_or(false);
+  c.auth.token_secret = str("auth", "token_secret");
+  c.auth.previous_secret = str("auth", "previous_secret");
+  if (c.auth.required && c.auth.token_secret.empty())
+    throw config_error("auth.required: tokens are required but auth.token_secret is empty");
+  if (!c.auth.previous_secret.empty() && c.auth.token_secret.empty())
+    throw config_error("auth.previous_secret: set only beside auth.token_secret (rotation)");
   c.log.level = str("log", "level");
   c.log.format = str("log", "format");
   c.tracker.interval_s = static_cast<std::uint32_t>(i("tracker", "interval_s"));
@@ -173,6 +184,12 @@ config load(const sources& from) {
   c.mesh.planner.max_blocks = static_cast<std::uint32_t>(i("limits", "max_blocks"));
   c.mesh.planner.max_swarms = static_cast<std::size_t>(i("limits", "max_swarms"));
   c.limits.max_swarms_per_connection = static_cast<std::size_t>(i("limits", "max_swarms_per_connection"));
+  auto u32 = [&](const char* k) { return static_cast<std::uint32_t>(i("limits", k)); };
+  c.limits.http_sessions_per_address = u32("http_sessions_per_address");
+  c.limits.connections_per_address = u32("connections_per_address");
+  c.limits.connects_per_second_per_address = u32("connects_per_second_per_address");
+  c.limits.connect_burst_per_address = u32("connect_burst_per_address");
+  c.limits.swarms_per_address = u32("swarms_per_address");
   c.signal.max_bytes = static_cast<std::size_t>(i("signal", "max_bytes"));
   auto strings = [&](const char* sec, const char* k) {
     std::vector<std::string> out;
@@ -180,6 +197,7 @@ config load(const sources& from) {
       for (const auto& e : *list) out.push_back(*e.value<std::string>());
     return out;
   };
+  c.server.allowed_origins = strings("server", "allowed_origins");
   c.ice.stun_urls = strings("ice", "stun_urls");
   c.ice.turn_urls = strings("ice", "turn_urls");
   c.ice.turn_secret = str("ice", "turn_secret");

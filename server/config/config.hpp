@@ -44,10 +44,20 @@ struct config {
     unsigned max_protocol_errors = 0;
     unsigned max_messages_per_second = 0;
     std::vector<swarm::cidr> trusted_proxies;
+    unsigned header_timeout_s = 0;
+    std::vector<std::string> allowed_origins;  // empty: any
+    bool allow_missing_origin = true;
   } server;
   struct {
     listen_address listen;
+    std::size_t max_connections = 0;
+    std::string token;  // empty: no Authorization needed
   } admin;
+  struct {
+    bool required = false;
+    std::string token_secret;
+    std::string previous_secret;
+  } auth;
   struct {
     std::string level;
     std::string format;
@@ -61,6 +71,11 @@ struct config {
   struct {
     std::size_t max_swarms_per_connection = 0;   // native swarms one connection is in
     std::size_t max_peers_per_connection = 0;    // tracker.max_peers_per_connection
+    std::uint32_t http_sessions_per_address = 0;
+    std::uint32_t connections_per_address = 0;
+    std::uint32_t connects_per_second_per_address = 0;
+    std::uint32_t connect_burst_per_address = 0;
+    std::uint32_t swarms_per_address = 0;
   } limits;
   struct {
     std::size_t max_bytes = 0;

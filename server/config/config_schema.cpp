@@ -1,6 +1,7 @@
 #include "server/config/config_schema.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +19,7 @@ std::string check_ice_urls(const toml::node& n);
 std::string check_sites(const toml::node& n);
 std::string check_readable_file(const toml::node& n);
 std::string check_format(const toml::node& n);
+std::string check_origins(const toml::node& n);
 
 constexpr std::int64_t gib = 1024ll * 1024 * 1024;
 
@@ -43,6 +45,16 @@ const std::vector<key_spec>& schema() {
       {"server", "max_http_sessions", kind::integer, "4096",
        "Plain HTTP connections on the public port (health checks, upgrades in progress) at\n"
        "most; more are closed at once. Bounds what slow or half-sent requests can hold.", 16, 1'000'000},
+      {"server", "header_timeout_s", kind::integer, "10",
+       "Time a new connection has to send its whole HTTP request (a WebSocket upgrade or a health\n"
+       "check), TLS handshake included; then it is closed. Real clients send it at once.", 1, 300},
+      {"server", "allowed_origins", kind::string_list, "[]",
+       "Web pages allowed to open WebSocket connections, by their Origin header: exact origins\n"
+       "(\"https://www.example.com\") or one-level-or-deeper wildcards (\"https://*.example.com\").\n"
+       "Others get HTTP 403. Empty: any origin.", 0, 0, check_origins},
+      {"server", "allow_missing_origin", kind::boolean, "true",
+       "Whether upgrades without an Origin header (native peers, Node clients; never a browser)\n"
+       "are accepted when allowed_origins is set.", 0, 0},
       {"server", "idle_timeout_s", kind::integer, "300",
        "Close a connection from which nothing (not even a pong) arrived for this long; the\n"
        "server pings at half of it, so live but quiet clients stay.", 5, 86400},
@@ -68,6 +80,19 @@ const std::vector<key_spec>& schema() {
       {"admin", "listen", kind::string, R"("127.0.0.1:9100")",
        "Admin listener: /metrics (Prometheus), /healthz, /readyz, /stats (JSON). Keep it private.",
        0, 0, check_listen},
+      {"admin", "max_connections", kind::integer, "64",
+       "Admin connections open at once at most (Prometheus needs one or two); more are closed.", 1, 100000},
+      {"admin", "token", kind::string, R"("")",
+       "When set, /metrics and /stats want \"Authorization: Bearer <token>\" (health checks stay\n"
+       "open). Prometheus: authorization.credentials in its scrape config."},
+      {"auth", "required", kind::boolean, "false",
+       "Whether every WebSocket connection needs a signed token (?token=<JWT> on its URL).\n"
+       "A token that is present is always checked, required or not."},
+      {"auth", "token_secret", kind::string, R"("")",
+       "HS256 secret that connection tokens are signed with (a site's backend mints them:\n"
+       "claims exp, optional sub naming the site, optional swarms [patterns])."},
+      {"auth", "previous_secret", kind::string, R"("")",
+       "The secret before token_secret, still accepted while tokens signed with it live (rotation)."},
       {"log", "level", kind::string, R"("info")",
        "trace, debug, info, warn, error, critical or off.", 0, 0, check_level},
       {"log", "format", kind::string, R"("text")", "text, or json (one object per line).", 0, 0,
@@ -98,6 +123,20 @@ const std::vector<key_spec>& schema() {
        "4 bytes of availability per block, each member blocks/8 bytes of bitfield.", 1, 1 << 20},
       {"limits", "max_swarms", kind::integer, "100000",
        "Native swarms per worker at most; a join that would open one more is refused.", 1, 100'000'000},
+      {"limits", "http_sessions_per_address", kind::integer, "64",
+       "Connections from one client address (IPv4, or IPv6 /64) still in their HTTP phase at\n"
+       "most; more are closed at once. Trusted proxies are exempt (their clients count below).", 1, 1'000'000},
+      {"limits", "connections_per_address", kind::integer, "512",
+       "Open WebSocket connections from one client address at most; more get HTTP 429.\n"
+       "Generous for a NAT with hundreds of users; one machine rarely needs more than a few.", 1, 10'000'000},
+      {"limits", "connects_per_second_per_address", kind::integer, "50",
+       "New connections per second from one client address (a bucket as deep as the burst below).",
+       1, 1'000'000},
+      {"limits", "connect_burst_per_address", kind::integer, "200",
+       "New connections from one client address accepted at once before the rate applies.", 1, 1'000'000},
+      {"limits", "swarms_per_address", kind::integer, "4096",
+       "Swarms that the connections of one client address may be in at once (WebTorrent\n"
+       "info_hash/peer_id pairs and native memberships together).", 1, 100'000'000},
       {"signal", "max_bytes", kind::integer, "16384",
        "Largest signal.data relayed (an SDP with full ICE fits in a few KiB).", 256, 1 << 20},
       {"ice", "stun_urls", kind::string_list, "[]",
@@ -242,6 +281,23 @@ std::string check_level(const toml::node& n) {
   return check_choice(n, {"trace", "debug", "info", "warn", "error", "critical", "off"});
 }
 std::string check_format(const toml::node& n) { return check_choice(n, {"text", "json"}); }
+
+// "https://www.example.com", "http://localhost:8080" or "https://*.example.com": a scheme,
+// "://", a host (its first label may be "*") and an optional port; nothing after.
+std::string check_origins(const toml::node& n) {
+  for (const auto& e : *n.as_array()) {
+    auto o = e.value<std::string>().value_or("");
+    auto bad = [&] { return "\"" + o + "\" is not an origin (scheme://host[:port], host may start with *.)"; };
+    auto sep = o.find("://");
+    if (sep == std::string::npos || sep == 0) return bad();
+    auto host = std::string_view(o).substr(sep + 3);
+    if (host.rfind("*.", 0) == 0) host.remove_prefix(2);
+    if (host.empty() || host.find_first_of("/?#*@ ") != std::string_view::npos) return bad();
+    for (char c : o.substr(0, sep))
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '+' && c != '-' && c != '.') return bad();
+  }
+  return {};
+}
 
 }  // namespace
 

@@ -26,6 +26,34 @@ inline constexpr std::size_t protocol_count = 2;
 inline constexpr std::string_view protocol_names[protocol_count] = {"webtorrent", "native"};
 constexpr std::size_t index_of(protocol p) { return static_cast<std::size_t>(p); }
 
+// swarmcoord_limited_total{limit}: each budget a request can be refused for (limits.*_per_address).
+enum class limit : std::uint8_t {
+  http_sessions_per_address,  // connections not yet upgraded (or health checks) from one address
+  connections_per_address,    // open WebSocket connections from one address
+  connect_rate_per_address,   // new connections per second from one address
+  swarms_per_address,         // swarms joined / announced into from one address
+};
+inline constexpr std::size_t limit_count = 4;
+inline constexpr std::string_view limit_names[limit_count] = {
+    "http_sessions_per_address", "connections_per_address", "connect_rate_per_address", "swarms_per_address"};
+// Counted by whoever refuses: the network layer at accept and upgrade, sessions at announce/join.
+struct limit_counters {
+  std::array<std::uint64_t, limit_count> refused{};
+  void count(limit l) { ++refused[static_cast<std::size_t>(l)]; }
+};
+
+// Why accept() failed on the public port (swarmcoord_accept_errors_total{reason}).
+enum class accept_error : std::uint8_t { out_of_descriptors, out_of_memory, other };
+inline constexpr std::size_t accept_error_count = 3;
+inline constexpr std::string_view accept_error_names[accept_error_count] = {"out_of_descriptors", "out_of_memory",
+                                                                            "other"};
+
+// Why a WebSocket upgrade was refused by admission (swarmcoord_upgrades_refused_total{reason}).
+enum class upgrade_refusal : std::uint8_t { origin, missing_origin, token_missing, token_invalid, token_expired };
+inline constexpr std::size_t upgrade_refusal_count = 5;
+inline constexpr std::string_view upgrade_refusal_names[upgrade_refusal_count] = {
+    "origin", "missing_origin", "token_missing", "token_invalid", "token_expired"};
+
 // Counted by the network layer: connections and their transports, deliveries between workers.
 struct net_counters {
   std::array<std::uint64_t, protocol_count> connections{};  // open now (a gauge)
@@ -35,6 +63,9 @@ struct net_counters {
   std::uint64_t reads_throttled = 0;        // pauses over server.max_messages_per_second
   std::uint64_t deliveries_dropped = 0;     // a message for a connection already gone
   std::array<std::uint64_t, protocol_count> messages_too_big{};  // closed with 1009
+  std::array<std::uint64_t, accept_error_count> accept_errors{};
+  std::uint64_t connections_shed = 0;       // accepted and closed at once, out of descriptors
+  std::array<std::uint64_t, upgrade_refusal_count> upgrades_refused{};
 };
 
 // Counted by the protocol sessions: messages by type, protocol errors by reason.
@@ -72,6 +103,7 @@ struct plan_histogram {
 // Everything one worker knows, read on its thread.
 struct worker_figures {
   net_counters net;
+  limit_counters limits;
   session_counters sessions;
   swarm::tracker_counters tracker;
   swarm::tracker_totals tracker_totals;

@@ -78,6 +78,19 @@ exporter::exporter(std::string_view version)
                 "Connections refused: WebSocket upgrades over server.max_connections (503), plain HTTP "
                 "connections over server.max_http_sessions."),
         {}, [](const worker_figures& f) { return f.net.connections_rejected; });
+  count_each(counter("swarmcoord_limited_total",
+                     "Requests refused for a budget (limits.*): HTTP 429, a closed connection or a protocol error."),
+             {}, "limit", limit_names, [](const worker_figures& f) -> const auto& { return f.limits.refused; });
+  count_each(counter("swarmcoord_accept_errors_total",
+                     "Failed accepts on the public port, by reason (out_of_descriptors: raise the fd limit)."),
+             {}, "reason", accept_error_names, [](const worker_figures& f) -> const auto& { return f.net.accept_errors; });
+  count(counter("swarmcoord_connections_shed_total",
+                "Connections accepted and closed at once because descriptors ran out (on a reserved one)."),
+        {}, [](const worker_figures& f) { return f.net.connections_shed; });
+  count_each(counter("swarmcoord_upgrades_refused_total",
+                     "WebSocket upgrades refused by admission: server.allowed_origins (403) or auth tokens (401)."),
+             {}, "reason", upgrade_refusal_names,
+             [](const worker_figures& f) -> const auto& { return f.net.upgrades_refused; });
   count(counter("swarmcoord_slow_consumers_closed_total", "Connections closed because their write queue overflowed."),
         {}, [](const worker_figures& f) { return f.net.slow_consumers_closed; });
   count(counter("swarmcoord_deliveries_dropped_total", "Messages for connections that had closed meanwhile."), {},

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <openssl/crypto.h>
+
 #include <nlohmann/json.hpp>
 
 #include "server/metrics/metrics.hpp"
@@ -43,6 +45,24 @@ void public_routes::handle(std::string_view path, boost::asio::any_io_executor, 
 
 admin_routes::admin_routes(runtime& rt, metrics::exporter& exporter, std::string version)
     : rt_(rt), exporter_(exporter), version_(std::move(version)) {}
+
+bool admin_routes::authorized(std::string_view path, std::string_view authorization) const {
+  const auto& token = rt_.cfg().admin.token;
+  if (token.empty() || path == "/healthz" || path == "/readyz") return true;
+  constexpr std::string_view scheme = "Bearer ";
+  if (authorization.size() != scheme.size() + token.size() || authorization.substr(0, scheme.size()) != scheme)
+    return false;
+  // Constant time: the comparison must not tell how much of a guess was right.
+  return CRYPTO_memcmp(authorization.data() + scheme.size(), token.data(), token.size()) == 0;
+}
+
+std::shared_ptr<std::size_t> admin_routes::take_slot() {
+  if (*open_ >= rt_.cfg().admin.max_connections) return nullptr;
+  ++*open_;
+  // The slot is given back when the last holder lets go of it.
+  auto count = open_;
+  return std::shared_ptr<std::size_t>(count.get(), [count](std::size_t* n) { --*n; });
+}
 
 void admin_routes::handle(std::string_view path, boost::asio::any_io_executor ex, respond_fn respond) {
   if (health_route(path, rt_, respond)) return;

@@ -1,6 +1,13 @@
 #pragma once
 // Accept loop on one acceptor; every accepted socket goes to a session factory. Lives on the
 // acceptor's executor; stop() must be called there.
+//
+// Out of file descriptors, accept() fails while the client waits in the kernel's backlog,
+// and a retry loop would either spin or leave everyone hanging. So each listener keeps one
+// descriptor in reserve: on EMFILE/ENFILE it gives it up to accept the waiting connection,
+// then either closes it at once (shedding: the client learns now, not after a timeout) or,
+// for the admin listener, serves it, so that /metrics still answers when the public port is
+// swamped. The reserve is taken again as soon as a descriptor is free.
 #include <functional>
 #include <memory>
 
@@ -12,8 +19,16 @@ namespace swarmcoord::net {
 class listener : public std::enable_shared_from_this<listener> {
  public:
   using factory = std::function<void(boost::asio::ip::tcp::socket&&)>;
+  // Told of each failed accept (errno) and of each connection shed.
+  struct observer {
+    std::function<void(int error)> accept_failed;
+    std::function<void()> shed;
+  };
+  enum class when_out_of_descriptors { shed, serve };
 
-  listener(boost::asio::ip::tcp::acceptor&& acceptor, factory on_accept);
+  listener(boost::asio::ip::tcp::acceptor&& acceptor, factory on_accept, observer watch = {},
+           when_out_of_descriptors policy = when_out_of_descriptors::shed);
+  ~listener();
   void start();
   void stop();
   boost::asio::ip::tcp::endpoint local_endpoint() const;
@@ -25,9 +40,17 @@ class listener : public std::enable_shared_from_this<listener> {
  private:
   void do_accept();
   void admit(boost::asio::ip::tcp::socket socket);
+  // Counts and reports a failed accept; true when it took the waiting connection on the
+  // reserve (accept again at once).
+  bool on_accept_error(const boost::system::error_code& ec);
+  bool use_reserve();
+  void take_reserve();
   boost::asio::ip::tcp::acceptor acceptor_;
   factory on_accept_;
+  observer watch_;
+  when_out_of_descriptors policy_;
   boost::asio::steady_timer backoff_;
+  int reserve_fd_ = -1;
 };
 
 }  // namespace swarmcoord::net

@@ -1,6 +1,7 @@
 #include "server/net/runtime.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <random>
 
 #include <boost/asio/ip/address.hpp>
@@ -19,6 +20,12 @@ namespace {
 thread_local worker* this_thread_worker = nullptr;
 
 // A database that exists but is not a MaxMind DB is a bad config value like any other.
+sessions::address_budget budget_of(const config::config& cfg) {
+  const auto& l = cfg.limits;
+  return {l.http_sessions_per_address, l.connections_per_address, double(l.connects_per_second_per_address),
+          l.connect_burst_per_address, l.swarms_per_address};
+}
+
 std::unique_ptr<locality::locator> make_locator(const config::config& cfg) {
   try {
     return std::make_unique<locality::locator>(cfg.locality.sites, cfg.locality.geoip_db, cfg.locality.asn_db);
@@ -33,7 +40,9 @@ worker* runtime::current_worker() { return this_thread_worker; }
 runtime::runtime(const config::config& cfg)
     : cfg_(cfg),
       routes_(std::make_unique<public_routes>(*this)),
-      locator_(make_locator(cfg_)) {
+      locator_(make_locator(cfg_)),
+      address_limits_(budget_of(cfg_)),
+      admission_(cfg_) {
   const unsigned n = std::clamp(cfg_.server.threads, 1u, swarm::max_workers);
   for (unsigned i = 0; i < n; ++i)
     workers_.push_back(std::make_unique<worker>(*this, i, n, cfg_.tracker, cfg_.mesh.planner, cfg_.mesh.replan_ms));
@@ -92,9 +101,18 @@ void runtime::start() {
     // With port 0 the first bind picks the port; the other workers share that one.
     at = acceptor.local_endpoint();
     worker* wp = w.get();
-    auto l = std::make_shared<listener>(std::move(acceptor), [this, wp](tcp::socket&& socket) {
-      start_public_session(std::move(socket), *wp, *this);
-    });
+    listener::observer watch{
+        [wp](int error) {
+          using metrics::accept_error;
+          const auto why = error == EMFILE || error == ENFILE      ? accept_error::out_of_descriptors
+                           : error == ENOBUFS || error == ENOMEM ? accept_error::out_of_memory
+                                                                 : accept_error::other;
+          ++wp->net_counters().accept_errors[static_cast<std::size_t>(why)];
+        },
+        [wp] { ++wp->net_counters().connections_shed; }};
+    auto l = std::make_shared<listener>(
+        std::move(acceptor), [this, wp](tcp::socket&& socket) { start_public_session(std::move(socket), *wp, *this); },
+        std::move(watch));
     listeners_.push_back(l);
   }
   public_endpoint_ = at;
@@ -128,16 +146,23 @@ void runtime::stop() {
   threads_.clear();
 }
 
-bool runtime::admit() {
+runtime::admit_result runtime::admit(const swarm::ip_address& client) {
   auto n = open_connections_.fetch_add(1, std::memory_order_relaxed);
   if (n >= cfg_.server.max_connections) {
     open_connections_.fetch_sub(1, std::memory_order_relaxed);
-    return false;
+    return admit_result::server_full;
   }
-  return true;
+  if (!address_limits_.open_connection(client)) {
+    open_connections_.fetch_sub(1, std::memory_order_relaxed);
+    return admit_result::address_full;
+  }
+  return admit_result::admitted;
 }
 
-void runtime::release() { open_connections_.fetch_sub(1, std::memory_order_relaxed); }
+void runtime::release(const swarm::ip_address& client) {
+  address_limits_.close_connection(client);
+  open_connections_.fetch_sub(1, std::memory_order_relaxed);
+}
 
 bool runtime::admit_http() {
   if (http_sessions_.fetch_add(1, std::memory_order_relaxed) >= cfg_.server.max_http_sessions) {

@@ -20,6 +20,8 @@
 #include "server/config/config.hpp"
 #include "server/locality/locator.hpp"
 #include "server/net/worker.hpp"
+#include "server/sessions/address_limits.hpp"
+#include "server/sessions/admission.hpp"
 
 namespace swarmcoord::net {
 
@@ -94,15 +96,20 @@ class runtime {
   bool draining() const { return draining_.load(std::memory_order_relaxed); }
   std::size_t open_connections() const { return open_connections_.load(std::memory_order_relaxed); }
 
-  // Admission of a new WebSocket connection under server.max_connections; release() on close.
-  bool admit();
-  void release();
+  // Admission of a new WebSocket connection from `client` under server.max_connections and
+  // limits.connections_per_address; release(client) on close.
+  enum class admit_result { admitted, server_full, address_full };
+  admit_result admit(const swarm::ip_address& client);
+  void release(const swarm::ip_address& client);
   // Plain HTTP connections on the public port (health checks, upgrades in progress) under
   // server.max_http_sessions, so that half-sent requests can't use up file descriptors.
   bool admit_http();
   void release_http();
 
   static worker* current_worker();
+
+  sessions::address_limits& address_limits() { return address_limits_; }
+  const sessions::admission& admission() const { return admission_; }
 
  private:
   config::config cfg_;
@@ -116,6 +123,8 @@ class runtime {
   std::atomic<bool> stopped_{false};
   std::atomic<std::size_t> open_connections_{0};
   std::atomic<std::size_t> http_sessions_{0};
+  sessions::address_limits address_limits_;
+  sessions::admission admission_;
   // Last, so that workers (and the sessions their io_contexts still own) go first.
   std::vector<std::unique_ptr<worker>> workers_;
 };

@@ -8,10 +8,11 @@ namespace swarmcoord::net {
 
 class worker;
 class runtime;
-class http_routes;
+class admin_routes;
 
 // Runs on the worker's thread (the socket belongs to its io_context).
 void start_public_session(boost::asio::ip::tcp::socket&& socket, worker& w, runtime& rt);
-void start_admin_session(boost::asio::ip::tcp::socket&& socket, http_routes& routes);
+// Under admin.max_connections: over it, the connection is closed at once.
+void start_admin_session(boost::asio::ip::tcp::socket&& socket, admin_routes& routes);
 
 }  // namespace swarmcoord::net

@@ -210,6 +210,8 @@ void worker::schedule_expiry() {
   expiry_timer_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
     tracker_.expire(monotonic_ms());
+    // The per-address table is shared: one worker sweeps it.
+    if (index_ == 0) runtime_.address_limits().sweep(monotonic_ms());
     emit_released();
     post_batches();
     schedule_expiry();
@@ -217,7 +219,7 @@ void worker::schedule_expiry() {
 }
 
 metrics::worker_figures worker::figures() const {
-  return {net_counters_, session_counters_, tracker_.counters(), tracker_.totals(),
+  return {net_counters_, limit_counters_, session_counters_, tracker_.counters(), tracker_.totals(),
           mesh_.counters(), mesh_.totals(), plans_};
 }
 

@@ -41,6 +41,7 @@ class worker {
   sessions::router& router() { return router_; }
   metrics::net_counters& net_counters() { return net_counters_; }
   metrics::session_counters& session_counters() { return session_counters_; }
+  metrics::limit_counters& limit_counters() { return limit_counters_; }
 
   // ---- home side: the connections of this worker
   connection_id register_connection(connection* c);
@@ -102,6 +103,7 @@ class worker {
   std::unordered_map<connection_id, connection*> connections_;
   metrics::net_counters net_counters_;
   metrics::session_counters session_counters_;
+  metrics::limit_counters limit_counters_;
   metrics::plan_histogram plans_;
   std::vector<swarm::outgoing> scratch_;
   std::vector<swarm::mesh_outgoing> mesh_scratch_;

@@ -13,6 +13,7 @@
 #include <boost/beast/ssl/ssl_stream.hpp>
 
 #include "server/metrics/counters.hpp"
+#include "server/sessions/admission.hpp"
 #include "server/swarm/address.hpp"
 
 namespace swarmcoord::net {
@@ -27,6 +28,7 @@ struct ws_handoff {
   swarm::ip_address client;  // after trusted proxies' headers
   std::string accept_key;    // for the 101 response
   std::string_view early_bytes;  // read past the request: the first frames, if the client hurried
+  sessions::grant token;         // what the connection's token allows (empty: no token)
 };
 
 void start_ws_session(boost::asio::ip::tcp::socket&& socket, worker& w, runtime& rt, ws_handoff h);

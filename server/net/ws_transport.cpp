@@ -421,7 +421,7 @@ void ws_transport<Stream>::finish() {
   w_.unregister_connection(id_);
   --w_.net_counters().connections[metrics::index_of(kind_)];
   if (session_) session_->on_closed();
-  rt_.release();
+  rt_.release(client_);
 }
 
 template class ws_transport<tcp::socket>;

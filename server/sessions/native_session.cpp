@@ -14,9 +14,9 @@ using protocol::websocket::close_code;
 
 native_session::native_session(transport& t, router& r, metrics::native_session_counters& counters,
                                const config::config& cfg, connection_id id, swarm::ip_address client,
-                               swarm::location where, peer_id_source new_peer_id)
+                               swarm::location where, peer_id_source new_peer_id, admitted admission)
     : transport_(t), router_(r), counters_(counters), cfg_(cfg), id_(id), client_(client), where_(where),
-      new_peer_id_(std::move(new_peer_id)) {}
+      new_peer_id_(std::move(new_peer_id)), admitted_(std::move(admission)) {}
 
 void native_session::on_message(std::string_view text) {
   if (errors_in_row_ >= cfg_.server.max_protocol_errors) return;  // closing: its close is on the way
@@ -37,7 +37,7 @@ void native_session::on_message(std::string_view text) {
   std::visit(overloaded{
                  [&](nv::join& j) { on_join(std::move(j)); },
                  [&](nv::leave& l) {
-                   joined_.erase(l.swarm);
+                   forget(l.swarm);
                    to_owner(std::move(l));
                  },
                  [&](nv::have& h) { to_owner(std::move(h)); },
@@ -70,6 +70,10 @@ void native_session::on_join(nv::join&& j) {
     if (joined_.size() >= cap)
       return on_error({nv::error_code::too_many_swarms, "a connection may join at most " + std::to_string(cap) + " swarms",
                        "join", j.swarm});
+    if (!admitted_.token.allows_url(j.swarm))
+      return on_error({nv::error_code::not_allowed, "swarm not allowed by the connection's token", "join", j.swarm});
+    if (!admitted_.take_swarm(client_))
+      return on_error({nv::error_code::too_many_swarms, "too many swarms joined from one address", "join", j.swarm});
     it = joined_.emplace(j.swarm, joined_swarm{0, ++last_ticket_}).first;
   }
   ++it->second.joins;  // one more join of it in flight or done; a refusal gives it back
@@ -124,7 +128,7 @@ void native_session::on_home_message(home_message&& m) {
                    // Only when no other join of that swarm is in flight or done does the slot
                    // come back; a refusal from before a leave answers none of the joins since.
                    auto it = joined_.find(r.swarm);
-                   if (it != joined_.end() && it->second.ticket == r.ticket && --it->second.joins == 0) joined_.erase(it);
+                   if (it != joined_.end() && it->second.ticket == r.ticket && --it->second.joins == 0) forget(r.swarm);
                  },
                  [&](close_request& c) { transport_.close(c.code, c.reason); },
                  [&](pair_released&) {},  // WebTorrent only
@@ -133,6 +137,13 @@ void native_session::on_home_message(home_message&& m) {
              m);
 }
 
-void native_session::on_closed() { router_.connection_closed(route_, connection_gone{id_, peer_id_}); }
+void native_session::forget(const std::string& swarm) {
+  if (joined_.erase(swarm)) admitted_.give_back_swarms(client_, 1);
+}
+
+void native_session::on_closed() {
+  admitted_.give_back_swarms(client_, joined_.size());
+  router_.connection_closed(route_, connection_gone{id_, peer_id_});
+}
 
 }  // namespace swarmcoord::sessions

@@ -10,8 +10,9 @@
 namespace swarmcoord::sessions {
 
 webtorrent_session::webtorrent_session(transport& t, router& r, metrics::webtorrent_session_counters& counters,
-                                       connection_id id, swarm::ip_address client, limits l)
-    : transport_(t), router_(r), counters_(counters), id_(id), client_(client), limits_(l) {}
+                                       connection_id id, swarm::ip_address client, limits l, admitted admission)
+    : transport_(t), router_(r), counters_(counters), id_(id), client_(client), limits_(l),
+      admitted_(std::move(admission)) {}
 
 std::uint64_t webtorrent_session::pair_key(const protocol::binary_id& info_hash, const protocol::binary_id& peer_id) {
   // Keyed: a client can't pick pairs that collide (a collision would only lend it a slot).
@@ -52,13 +53,24 @@ void webtorrent_session::on_announce(wt::announce&& a) {
   const std::uint32_t ticket = ++last_ticket_;
   if (a.event == wt::announce_event::stopped) {
     // The owner drops the pair if this connection owns it; either way it no longer counts.
-    if (held) pairs_.erase(at);
+    if (held) {
+      pairs_.erase(at);
+      admitted_.give_back_swarms(client_, 1);
+    }
+  } else if (!admitted_.token.allows_info_hash(a.info_hash)) {
+    return on_request_error({wt::error_reason::not_allowed, "info_hash not allowed by the connection's token",
+                             a.info_hash, "announce"},
+                            false);
   } else if (held) {
     at->ticket = ticket;  // releases from before this announce are stale
   } else {
     // A new pair, or one moving here from another connection: the cap covers every shard.
     if (pairs_.size() >= limits_.max_peers)
       return on_request_error({wt::error_reason::too_many_peers, "too many peer_id/info_hash pairs on one connection",
+                               a.info_hash, "announce"},
+                              false);
+    if (!admitted_.take_swarm(client_))
+      return on_request_error({wt::error_reason::too_many_peers, "too many swarms announced into from one address",
                                a.info_hash, "announce"},
                               false);
     pairs_.insert(at, held_pair{key, ticket});
@@ -96,7 +108,10 @@ void webtorrent_session::on_home_message(home_message&& m) {
                    // of the pair on its way here is stale (the owner may have it ours again).
                    const std::uint64_t key = pair_key(r.info_hash, r.peer_id);
                    auto at = std::lower_bound(pairs_.begin(), pairs_.end(), key);
-                   if (at != pairs_.end() && at->key == key && at->ticket == r.ticket) pairs_.erase(at);
+                   if (at != pairs_.end() && at->key == key && at->ticket == r.ticket) {
+                     pairs_.erase(at);
+                     admitted_.give_back_swarms(client_, 1);
+                   }
                  },
                  [&](scrape_result& r) {
                    wt::scrape_response response{std::move(r.files)};
@@ -111,6 +126,9 @@ void webtorrent_session::on_home_message(home_message&& m) {
              m);
 }
 
-void webtorrent_session::on_closed() { router_.connection_closed(route_, connection_gone{id_, std::nullopt}); }
+void webtorrent_session::on_closed() {
+  admitted_.give_back_swarms(client_, pairs_.size());
+  router_.connection_closed(route_, connection_gone{id_, std::nullopt});
+}
 
 }  // namespace swarmcoord::sessions

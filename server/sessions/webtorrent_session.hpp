@@ -3,12 +3,14 @@
 // sends announces and answers to the owner of their info_hash and scrapes to every owner
 // asked, answers protocol errors, closes after too many in a row, and counts the
 // (info_hash, peer_id) pairs the connection holds against tracker.max_peers_per_connection
-// across every shard.
+// across every shard, and against its address's limits.swarms_per_address. A token that
+// lists swarms limits its announces to those info_hashes.
 // One per connection; home thread only.
 #include <cstdint>
 #include <vector>
 
 #include "server/metrics/counters.hpp"
+#include "server/sessions/admission.hpp"
 #include "server/sessions/protocol_session.hpp"
 #include "server/sessions/transport.hpp"
 
@@ -23,7 +25,7 @@ class webtorrent_session final : public protocol_session {
   };
 
   webtorrent_session(transport& t, router& r, metrics::webtorrent_session_counters& counters, connection_id id,
-                     swarm::ip_address client, limits l);
+                     swarm::ip_address client, limits l, admitted admission = {});
 
   void on_message(std::string_view text) override;
   void on_home_message(home_message&& m) override;
@@ -43,6 +45,7 @@ class webtorrent_session final : public protocol_session {
   connection_id id_;
   swarm::ip_address client_;
   limits limits_;
+  admitted admitted_;
   route_state route_;
   unsigned errors_in_row_ = 0;
   // The pairs this connection announced and still holds, as keyed hashes, sorted: a few per

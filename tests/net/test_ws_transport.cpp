@@ -108,7 +108,7 @@ struct harness {
     client.connect(acceptor.local_endpoint());  // the kernel completes it before accept
     tcp::socket server = acceptor.accept();
     if (o.server_send_buffer) server.set_option(asio::socket_base::send_buffer_size(o.server_send_buffer));
-    REQUIRE(rt.admit());  // finish() releases it
+    REQUIRE(rt.admit(swarmcoord::swarm::ip_address::v4(127, 0, 0, 1)) == net::runtime::admit_result::admitted);  // finish() releases it
     auto t = std::make_shared<net::ws_transport<tcp::socket>>(std::move(server), w, rt,
                                                                swarmcoord::metrics::protocol::webtorrent,
                                                                swarmcoord::swarm::ip_address::v4(127, 0, 0, 1));
