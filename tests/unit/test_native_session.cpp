@@ -336,3 +336,41 @@ TEST_CASE("native session: home messages and closing", "[session]") {
 }
 
 }  // namespace
+
+TEST_CASE("native session: swarms per address and the swarms a token allows", "[session]") {
+  cfg::config config = cfg::load({});
+  ss::address_limits per_address({.swarms = 2});
+  swarmcoord::metrics::limit_counters limited;
+  fake_transport t1, t2;
+  fake_router r1, r2;
+  swarmcoord::metrics::native_session_counters counters;
+  const auto client = ip_address::v4(198, 51, 100, 23);
+  ss::grant g;
+  g.restricted = true;
+  g.urls = {"https://cdn.example.com/seg-*"};
+  nv::peer_id next = first_peer_id;
+  ss::native_session a(t1, r1, counters, config, 1, client, {}, [&] { return next++; }, {{}, &per_address, &limited});
+  ss::native_session b(t2, r2, counters, config, 2, client, {}, [&] { return next++; }, {g, &per_address, &limited});
+  a.on_message(hello());
+  b.on_message(hello());
+  a.on_message(join(1));
+  b.on_message(join(2));
+  b.on_message(join(3));  // the address's third
+  nv::join other;
+  other.swarm = "https://elsewhere.example.com/x";
+  other.size = 1 << 20;
+  other.block_size = 65536;
+  b.on_message(nv::encode_join(other));  // not in the token
+  CHECK(r2.native<nv::join>().size() == 1);
+  std::vector<std::string> codes;
+  for (const auto& text : r2.home_texts()) codes.push_back(json::parse(text).value("code", ""));
+  CHECK(codes == std::vector<std::string>{"too_many_swarms", "not_allowed"});
+  CHECK(limited.refused[static_cast<std::size_t>(swarmcoord::metrics::limit::swarms_per_address)] == 1);
+  // A leave gives the slot back, for any connection of the address.
+  a.on_message(leave(1));
+  b.on_message(join(3));
+  CHECK(r2.native<nv::join>().size() == 2);
+  CHECK(per_address.of(client).swarms == 2);
+  b.on_closed();
+  CHECK(per_address.of(client).swarms == 0);
+}

@@ -342,3 +342,63 @@ TEST_CASE("webtorrent session: closing tells the router, with every owner used",
 }
 
 }  // namespace
+
+TEST_CASE("webtorrent session: swarms per address are shared by every connection of the address", "[session]") {
+  ss::address_limits per_address({.swarms = 3});
+  swarmcoord::metrics::limit_counters limited;
+  fake_transport t1, t2;
+  fake_router r1, r2;
+  swarmcoord::metrics::webtorrent_session_counters counters;
+  const auto client = ip_address::v4(192, 0, 2, 7);
+  ss::webtorrent_session a(t1, r1, counters, 1, client, {3, 100, 0}, {{}, &per_address, &limited});
+  ss::webtorrent_session b(t2, r2, counters, 2, client, {3, 100, 0}, {{}, &per_address, &limited});
+  auto announce = [](ss::webtorrent_session& s, int ih, wt::announce_event event = wt::announce_event::started) {
+    wt::announce m;
+    m.info_hash = info_hash(ih);
+    m.peer_id = peer(1);
+    m.event = event;
+    s.on_message(wt::encode_announce(m));
+  };
+  announce(a, 1);
+  announce(a, 2);
+  announce(b, 3);
+  announce(b, 4);  // the address's fourth: refused, not routed
+  CHECK(r2.requests<ss::announce_request>().size() == 1);
+  CHECK(limited.refused[static_cast<std::size_t>(swarmcoord::metrics::limit::swarms_per_address)] == 1);
+  REQUIRE(r2.home_texts().size() == 1);
+  CHECK(json::parse(r2.home_texts()[0])["failure reason"] == "too many swarms announced into from one address");
+  // Re-announcing a pair held takes nothing more; stopping one gives its slot back.
+  announce(a, 1);
+  CHECK(r1.requests<ss::announce_request>().size() == 3);
+  announce(a, 2, wt::announce_event::stopped);
+  announce(b, 4);
+  CHECK(r2.requests<ss::announce_request>().size() == 2);
+  CHECK(per_address.of(client).swarms == 3);
+  // A closed connection gives back all it held.
+  b.on_closed();
+  CHECK(per_address.of(client).swarms == 1);
+  a.on_closed();
+  CHECK(per_address.of(client).swarms == 0);
+}
+
+TEST_CASE("webtorrent session: a token that lists info_hashes allows announces into those only", "[session]") {
+  fake_transport t;
+  fake_router r;
+  swarmcoord::metrics::webtorrent_session_counters counters;
+  ss::grant g;
+  g.restricted = true;
+  g.info_hashes = {info_hash(1)};
+  ss::webtorrent_session s(t, r, counters, 1, ip_address::v4(192, 0, 2, 7), {3, 100, 0}, {g});
+  for (int ih : {1, 2}) {
+    wt::announce m;
+    m.info_hash = info_hash(ih);
+    m.peer_id = peer(1);
+    s.on_message(wt::encode_announce(m));
+  }
+  REQUIRE(r.requests<ss::announce_request>().size() == 1);
+  CHECK(r.requests<ss::announce_request>()[0].announce.info_hash == info_hash(1));
+  REQUIRE(r.home_texts().size() == 1);
+  CHECK(json::parse(r.home_texts()[0])["failure reason"] == "info_hash not allowed by the connection's token");
+  CHECK(counters.errors[reason_index(wt::error_reason::not_allowed)] == 1);
+  CHECK(s.pairs_held() == 1);
+}
