@@ -165,6 +165,7 @@ config load(const sources& from) {
   c.tracker.max_offers = static_cast<std::size_t>(i("tracker", "max_offers"));
   c.tracker.offer_ttl_ms = i("tracker", "offer_ttl_s") * 1000;
   c.tracker.peer_ttl_ms = i("tracker", "peer_ttl_s") * 1000;
+  c.tracker.reannounce_grace_ms = i("tracker", "reannounce_grace_s") * 1000;
   c.limits.max_peers_per_connection = static_cast<std::size_t>(i("tracker", "max_peers_per_connection"));
   c.tracker.max_scrape_all = static_cast<std::size_t>(i("tracker", "max_scrape_all"));
   c.mesh.max_neighbors = static_cast<std::uint32_t>(i("mesh", "max_neighbors"));
