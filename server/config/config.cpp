@@ -175,6 +175,7 @@ config load(const sources& from) {
   c.mesh.planner.max_swarms = static_cast<std::size_t>(i("limits", "max_swarms"));
   c.limits.max_swarms_per_connection = static_cast<std::size_t>(i("limits", "max_swarms_per_connection"));
   c.signal.max_bytes = static_cast<std::size_t>(i("signal", "max_bytes"));
+  c.mesh.planner.unlinked_grace_ms = i("signal", "unlinked_grace_s") * 1000;
   auto strings = [&](const char* sec, const char* k) {
     std::vector<std::string> out;
     if (const auto* list = t[sec][k].as_array())

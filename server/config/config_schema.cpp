@@ -106,6 +106,10 @@ const std::vector<key_spec>& schema() {
        "Native swarms per worker at most; a join that would open one more is refused.", 1, 100'000'000},
       {"signal", "max_bytes", kind::integer, "16384",
        "Largest signal.data relayed (an SDP with full ICE fits in a few KiB).", 256, 1 << 20},
+      {"signal", "unlinked_grace_s", kind::integer, "30",
+       "Signals are relayed only between neighbours, and for this long after their link is\n"
+       "removed (offers, answers and ICE candidates of a link being torn down may be on their\n"
+       "way); else the sender gets not_linked.", 0, 600},
       {"ice", "stun_urls", kind::string_list, "[]",
        "STUN servers handed to native peers in welcome.ice_servers, e.g. [\"stun:stun.example.org:3478\"].",
        0, 0, check_ice_urls},

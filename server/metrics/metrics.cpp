@@ -158,6 +158,7 @@ exporter::exporter(std::string_view version)
   count(failures, {{"reason", "not_joined"}}, [](const worker_figures& f) { return f.mesh.signal_failures_not_joined; });
   count(failures, {{"reason", "peer_not_found"}},
         [](const worker_figures& f) { return f.mesh.signal_failures_peer_not_found; });
+  count(failures, {{"reason", "not_linked"}}, [](const worker_figures& f) { return f.mesh.signal_failures_not_linked; });
   count(failures, {{"reason", "too_big"}}, [](const worker_figures& f) { return f.sessions.native.signals_too_big; });
   auto& bytes = counter("swarmcoord_client_bytes_total", "Bytes native clients reported, by source.");
   count(bytes, {{"source", "http"}}, [](const worker_figures& f) { return f.mesh.http_bytes; });
