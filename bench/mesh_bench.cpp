@@ -143,14 +143,14 @@ result run(std::size_t members, std::size_t samples, std::uint64_t seed) {
   const auto fill_start = std::chrono::steady_clock::now();
   for (std::size_t i = 0; i < members; ++i) {
     const member_info who{i + 1, 0x1000000 + i, pop.max_neighbors(), pop.where()};
-    m->on_join(who, pop.join(), out);
+    m->on_join(who, pop.join(), 0, out);
     out.clear();
     if (i % 256 == 255) {  // the daemon re-plans on a timer; take-backs leave dirty members
-      m->replan(out);
+      m->replan(0, out);
       out.clear();
     }
   }
-  m->replan(out);
+  m->replan(0, out);
   out.clear();
   const double fill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - fill_start).count();
   const std::size_t heap_after = heap_in_use();
@@ -164,7 +164,7 @@ result run(std::size_t members, std::size_t samples, std::uint64_t seed) {
     nv::join j = pop.join();  // built outside the timed region
     const double cpu_start = thread_cpu_us();
     const auto start = std::chrono::steady_clock::now();
-    m->on_join(who, std::move(j), out);
+    m->on_join(who, std::move(j), 0, out);
     const auto stop = std::chrono::steady_clock::now();
     cpu.push_back(thread_cpu_us() - cpu_start);
     us.push_back(std::chrono::duration<double, std::micro>(stop - start).count());
@@ -173,10 +173,10 @@ result run(std::size_t members, std::size_t samples, std::uint64_t seed) {
       std::exit(1);
     }
     out.clear();
-    m->on_peer_gone(id, out);
+    m->on_peer_gone(id, 0, out);
     out.clear();
     if (i % 64 == 63) {
-      m->replan(out);
+      m->replan(0, out);
       out.clear();
     }
   }

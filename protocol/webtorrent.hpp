@@ -44,12 +44,15 @@ struct scrape {
   bool all = false;
 };
 
-// Reasons are metric label values: a closed, low-cardinality set.
+// Reasons are metric label values: a closed, low-cardinality set. peer_id_in_use is the
+// tracker's (an announce of a peer_id another open connection holds); the rest the codec's and
+// the session's.
 enum class error_reason : std::uint8_t {
   bad_json, not_an_object, invalid_action, invalid_info_hash, invalid_peer_id,
-  invalid_to_peer_id, invalid_offer_id, invalid_event, too_many_info_hashes, too_many_peers, not_allowed,
+  invalid_to_peer_id, invalid_offer_id, invalid_event, too_many_info_hashes, too_many_peers,
+  peer_id_in_use, not_allowed,
 };
-inline constexpr std::size_t error_reason_count = 11;
+inline constexpr std::size_t error_reason_count = 12;
 std::string_view to_string(error_reason r);
 
 struct request_error {

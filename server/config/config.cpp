@@ -176,6 +176,7 @@ config load(const sources& from) {
   c.tracker.max_offers = static_cast<std::size_t>(i("tracker", "max_offers"));
   c.tracker.offer_ttl_ms = i("tracker", "offer_ttl_s") * 1000;
   c.tracker.peer_ttl_ms = i("tracker", "peer_ttl_s") * 1000;
+  c.tracker.reannounce_grace_ms = i("tracker", "reannounce_grace_s") * 1000;
   c.limits.max_peers_per_connection = static_cast<std::size_t>(i("tracker", "max_peers_per_connection"));
   c.tracker.max_scrape_all = static_cast<std::size_t>(i("tracker", "max_scrape_all"));
   c.mesh.max_neighbors = static_cast<std::uint32_t>(i("mesh", "max_neighbors"));
@@ -191,6 +192,7 @@ config load(const sources& from) {
   c.limits.connect_burst_per_address = u32("connect_burst_per_address");
   c.limits.swarms_per_address = u32("swarms_per_address");
   c.signal.max_bytes = static_cast<std::size_t>(i("signal", "max_bytes"));
+  c.mesh.planner.unlinked_grace_ms = i("signal", "unlinked_grace_s") * 1000;
   auto strings = [&](const char* sec, const char* k) {
     std::vector<std::string> out;
     if (const auto* list = t[sec][k].as_array())

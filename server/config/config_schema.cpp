@@ -105,6 +105,12 @@ const std::vector<key_spec>& schema() {
        "An answer is relayed only for an offer relayed to its sender within this long.", 1, 3600},
       {"tracker", "peer_ttl_s", kind::integer, "300",
        "A peer that has not announced for this long leaves its swarm.", 10, 86400},
+      {"tracker", "reannounce_grace_s", kind::integer, "90",
+       "A peer_id belongs to the connection that announced it into a swarm while that connection\n"
+       "is open and re-announces it within interval_s plus this; until then another connection's\n"
+       "announce of it is refused (peer_id_in_use). After it (or once the owner closes) a client\n"
+       "that reconnected takes its peer_id back. The grace covers late timers of background tabs.",
+       0, 86400},
       {"tracker", "max_peers_per_connection", kind::integer, "100",
        "(info_hash, peer_id) pairs one connection may hold at once; further ones get too_many_peers.", 1, 100000},
       {"tracker", "max_scrape_all", kind::integer, "0",
@@ -139,6 +145,10 @@ const std::vector<key_spec>& schema() {
        "info_hash/peer_id pairs and native memberships together).", 1, 100'000'000},
       {"signal", "max_bytes", kind::integer, "16384",
        "Largest signal.data relayed (an SDP with full ICE fits in a few KiB).", 256, 1 << 20},
+      {"signal", "unlinked_grace_s", kind::integer, "30",
+       "Signals are relayed only between neighbours, and for this long after their link is\n"
+       "removed (offers, answers and ICE candidates of a link being torn down may be on their\n"
+       "way); else the sender gets not_linked.", 0, 600},
       {"ice", "stun_urls", kind::string_list, "[]",
        "STUN servers handed to native peers in welcome.ice_servers, e.g. [\"stun:stun.example.org:3478\"].",
        0, 0, check_ice_urls},

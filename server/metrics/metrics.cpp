@@ -107,8 +107,11 @@ exporter::exporter(std::string_view version)
              [](const worker_figures& f) -> const auto& { return f.sessions.webtorrent.received; });
   count_each(sent, {{"protocol", wt_name}}, "type", wt::server_type_names,
              [](const worker_figures& f) -> const auto& { return f.sessions.webtorrent.sent; });
-  count_each(errors, {{"protocol", wt_name}}, "reason", wt_reasons,
-             [](const worker_figures& f) -> const auto& { return f.sessions.webtorrent.errors; });
+  // Like native errors below: counted by the session (decoding, its own limits) or by the
+  // tracker (the swarm's rules: peer_id_in_use), never by both.
+  for (std::size_t r = 0; r < wt_reasons.size(); ++r)
+    count(errors, {{"protocol", wt_name}, {"reason", std::string(wt_reasons[r])}},
+          [r](const worker_figures& f) { return f.sessions.webtorrent.errors[r] + f.tracker.errors[r]; });
   count_each(received, {{"protocol", nv_name}}, "type", nv::client_type_names,
              [](const worker_figures& f) -> const auto& { return f.sessions.native.received; });
   count_each(sent, {{"protocol", nv_name}}, "type", nv::server_type_names,
@@ -168,6 +171,7 @@ exporter::exporter(std::string_view version)
   count(failures, {{"reason", "not_joined"}}, [](const worker_figures& f) { return f.mesh.signal_failures_not_joined; });
   count(failures, {{"reason", "peer_not_found"}},
         [](const worker_figures& f) { return f.mesh.signal_failures_peer_not_found; });
+  count(failures, {{"reason", "not_linked"}}, [](const worker_figures& f) { return f.mesh.signal_failures_not_linked; });
   count(failures, {{"reason", "too_big"}}, [](const worker_figures& f) { return f.sessions.native.signals_too_big; });
   auto& bytes = counter("swarmcoord_client_bytes_total", "Bytes native clients reported, by source.");
   count(bytes, {{"source", "http"}}, [](const worker_figures& f) { return f.mesh.http_bytes; });

@@ -136,20 +136,21 @@ void worker::handle(sessions::owner_request&& request) {
 }
 
 void worker::handle_native(const swarm::member_info& who, sessions::native_message&& m, std::uint32_t join_ticket) {
+  const auto now = monotonic_ms();
   std::visit(sessions::overloaded{
                  [&](swarm::nv::join& j) {
                    // The planning time of a join is what a joining peer waits for its neighbours.
                    std::string swarm = j.swarm;
                    const auto start = std::chrono::steady_clock::now();
-                   const auto outcome = mesh_.on_join(who, std::move(j), mesh_scratch_);
+                   const auto outcome = mesh_.on_join(who, std::move(j), now, mesh_scratch_);
                    plans_.observe(seconds_since(start));
                    emit(mesh_scratch_);
                    if (outcome == swarm::join_outcome::refused) deliver_batched(who.conn, sessions::join_refused{std::move(swarm), join_ticket});
                  },
                  [&](swarm::nv::have& h) { mesh_.on_have(who, std::move(h), mesh_scratch_); },
-                 [&](swarm::nv::leave& l) { mesh_.on_leave(who, l, mesh_scratch_); },
-                 [&](swarm::nv::signal& s) { mesh_.on_signal(who, std::move(s), mesh_scratch_); },
-                 [&](swarm::nv::report& r) { mesh_.on_report(who, r, mesh_scratch_); },
+                 [&](swarm::nv::leave& l) { mesh_.on_leave(who, l, now, mesh_scratch_); },
+                 [&](swarm::nv::signal& s) { mesh_.on_signal(who, std::move(s), now, mesh_scratch_); },
+                 [&](swarm::nv::report& r) { mesh_.on_report(who, r, now, mesh_scratch_); },
              },
              m);
   emit(mesh_scratch_);
@@ -157,7 +158,7 @@ void worker::handle_native(const swarm::member_info& who, sessions::native_messa
 
 void worker::handle(const sessions::connection_gone& gone) {
   if (gone.native_peer) {
-    mesh_.on_peer_gone(*gone.native_peer, mesh_scratch_);
+    mesh_.on_peer_gone(*gone.native_peer, monotonic_ms(), mesh_scratch_);
     emit(mesh_scratch_);
     post_batches();
   } else {
@@ -197,7 +198,7 @@ void worker::schedule_replan() {
     if (ec) return;
     const auto plans_before = mesh_.counters().plans;
     const auto start = std::chrono::steady_clock::now();
-    mesh_.replan(mesh_scratch_);
+    mesh_.replan(monotonic_ms(), mesh_scratch_);
     if (mesh_.counters().plans != plans_before) plans_.observe(seconds_since(start));
     emit(mesh_scratch_);
     post_batches();

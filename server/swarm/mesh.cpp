@@ -38,7 +38,8 @@ void mesh::refuse(std::vector<mesh_outgoing>& out, mesh_connection_id to, nv::er
   out.push_back({to, std::move(e)});
 }
 
-join_outcome mesh::on_join(const member_info& who, nv::join&& j, std::vector<mesh_outgoing>& out) {
+join_outcome mesh::on_join(const member_info& who, nv::join&& j, mesh_time_ms now, std::vector<mesh_outgoing>& out) {
+  now_ = now;
   auto fail = [&](nv::error_code code, std::string message) {
     auto sit = swarms_.find(j.swarm);
     const bool member = sit != swarms_.end() && sit->second.by_id.count(who.id);
@@ -77,15 +78,19 @@ join_outcome mesh::on_join(const member_info& who, nv::join&& j, std::vector<mes
   change_set changes;
   std::vector<nv::peer_id> dropped;  // a re-joiner's old links, which it must hear are gone
   std::vector<nv::peer_id> distrusted;  // and whom it reported: that outlives a re-join
+  std::vector<unlinked> unlinked_before;  // and its links removed lately, as do the old ones
   if (auto existing = s.by_id.find(who.id); existing != s.by_id.end()) {
     for (const auto& l : s.slots[existing->second].links) dropped.push_back(s.slots[l.slot].info.id);
     distrusted = std::move(s.slots[existing->second].distrusted);
+    unlinked_before = std::move(s.slots[existing->second].recently_unlinked);
     remove_member(s, existing->second, changes);  // a re-join replaces the old bitfield
   } else {
     peer_swarms_[who.id].push_back(s.key);
   }
   const std::uint32_t slot = add_member(s, who, std::move(have));
   s.slots[slot].distrusted = std::move(distrusted);
+  s.slots[slot].recently_unlinked = std::move(unlinked_before);
+  for (auto id : dropped) remember_unlinked(s.slots[slot], id);
   changes.by_slot[slot].remove = std::move(dropped);  // applied before any add, per the spec
   out.push_back({who.conn, nv::joined{s.key, blocks, static_cast<std::uint32_t>(s.all.size() - 1)}});
   changes.by_slot.try_emplace(slot);  // the joiner always hears about its neighbours
@@ -122,7 +127,8 @@ void mesh::on_have(const member_info& who, nv::have&& h, std::vector<mesh_outgoi
   }
 }
 
-void mesh::on_leave(const member_info& who, const nv::leave& l, std::vector<mesh_outgoing>& out) {
+void mesh::on_leave(const member_info& who, const nv::leave& l, mesh_time_ms now, std::vector<mesh_outgoing>& out) {
+  now_ = now;
   std::uint32_t slot;
   swarm_state* s = find_member(l.swarm, who.id, slot);
   if (!s) return refuse(out, who.conn, nv::error{nv::error_code::not_joined, "not a member of that swarm", "leave", l.swarm});
@@ -133,7 +139,7 @@ void mesh::on_leave(const member_info& who, const nv::leave& l, std::vector<mesh
   drop_if_empty(l.swarm);
 }
 
-void mesh::on_signal(const member_info& who, nv::signal&& sig, std::vector<mesh_outgoing>& out) {
+void mesh::on_signal(const member_info& who, nv::signal&& sig, mesh_time_ms now, std::vector<mesh_outgoing>& out) {
   std::uint32_t slot;
   swarm_state* s = find_member(sig.swarm, who.id, slot);
   if (!s) {
@@ -146,11 +152,24 @@ void mesh::on_signal(const member_info& who, nv::signal&& sig, std::vector<mesh_
     return refuse(out, who.conn, nv::error{nv::error_code::peer_not_found,
                                               "peer " + nv::format_peer_id(sig.to) + " is not in that swarm", "signal", sig.swarm});
   }
+  // Only neighbours have anything to negotiate: a member may not use the relay to reach (or
+  // flood) any other member of its swarm. Either side's record of a link removed lately will do:
+  // a member that left and joined again starts with none, while its former neighbours remember.
+  const member& sender = s->slots[slot];
+  const member& receiver = s->slots[target->second];
+  if (!linked(*s, slot, target->second) && !unlinked_lately(sender, sig.to, now) &&
+      !unlinked_lately(receiver, who.id, now)) {
+    ++counters_.signal_failures_not_linked;
+    return refuse(out, who.conn, nv::error{nv::error_code::not_linked,
+                                              "peer " + nv::format_peer_id(sig.to) + " is not your neighbour in that swarm",
+                                              "signal", sig.swarm});
+  }
   ++counters_.signals_relayed[signal_kind_index(sig.kind)];
-  out.push_back({s->slots[target->second].info.conn, nv::signal_relay{s->key, who.id, std::move(sig.data)}});
+  out.push_back({receiver.info.conn, nv::signal_relay{s->key, who.id, std::move(sig.data)}});
 }
 
-void mesh::on_report(const member_info& who, const nv::report& r, std::vector<mesh_outgoing>& out) {
+void mesh::on_report(const member_info& who, const nv::report& r, mesh_time_ms now, std::vector<mesh_outgoing>& out) {
+  now_ = now;
   std::uint32_t slot;
   swarm_state* s = find_member(r.swarm, who.id, slot);
   if (!s) return refuse(out, who.conn, nv::error{nv::error_code::not_joined, "not a member of that swarm", "report", r.swarm});
@@ -194,7 +213,8 @@ void mesh::on_report(const member_info& who, const nv::report& r, std::vector<me
   flush(*s, changes, out);
 }
 
-void mesh::on_peer_gone(nv::peer_id id, std::vector<mesh_outgoing>& out) {
+void mesh::on_peer_gone(nv::peer_id id, mesh_time_ms now, std::vector<mesh_outgoing>& out) {
+  now_ = now;
   auto it = peer_swarms_.find(id);
   if (it == peer_swarms_.end()) return;
   const auto keys = std::move(it->second);
@@ -210,7 +230,8 @@ void mesh::on_peer_gone(nv::peer_id id, std::vector<mesh_outgoing>& out) {
   }
 }
 
-void mesh::replan(std::vector<mesh_outgoing>& out) {
+void mesh::replan(mesh_time_ms now, std::vector<mesh_outgoing>& out) {
+  now_ = now;
   std::size_t budget = config_.replan_per_call;
   // Resume at the swarm where the budget ran out last time, so that a large swarm with many
   // dirty members can't starve the ones after it.
@@ -339,6 +360,10 @@ std::string mesh::check_invariants() const {
           }
         if (back != 1) return "asymmetric or duplicate link";
       }
+      if (m.recently_unlinked.size() > max_unlinked) return "too many links remembered as removed";
+      if (!std::is_sorted(m.recently_unlinked.begin(), m.recently_unlinked.end(),
+                          [](const unlinked& a, const unlinked& b) { return a.until < b.until; }))
+        return "links removed lately out of order";
       for (auto k : {site_set, subnet_set, asn_set, country_set}) {
         const auto bk = bucket_key(k, m.info.where);
         if (bk == 0 && k != subnet_set) continue;

@@ -15,6 +15,8 @@
 // - bounded work: at most max_candidates candidates, sampled from the peer's locality buckets,
 //   from holders and at random; a swarm below exhaustive_below members is scanned whole;
 // - have updates only mark a member dirty; replan() re-plans dirty members later, once.
+// Signals are relayed only between linked members, and for unlinked_grace after a link is
+// removed (the SDP and ICE of a link being torn down may still be on their way).
 // Time and randomness are parameters; no sockets, no logging. Not thread-safe (one shard).
 #include <array>
 #include <cstdint>
@@ -51,6 +53,7 @@ struct mesh_config {
   std::size_t max_swarms = 100000;  // per shard: each swarm holds 4 bytes of counts per block
   std::size_t max_takebacks_per_plan = 4;
   std::size_t replan_per_call = 1024;  // dirty members re-planned per replan() call at most
+  mesh_time_ms unlinked_grace_ms = 30'000;  // signal.unlinked_grace_s
 };
 
 struct member_info {
@@ -74,6 +77,7 @@ struct mesh_counters {
   std::array<std::uint64_t, signal_kind_count> signals_relayed{};
   std::uint64_t signal_failures_not_joined = 0;
   std::uint64_t signal_failures_peer_not_found = 0;
+  std::uint64_t signal_failures_not_linked = 0;
   std::uint64_t http_bytes = 0;
   std::uint64_t p2p_bytes = 0;
   std::uint64_t uploaded_bytes = 0;
@@ -107,19 +111,23 @@ struct mesh_totals {
   std::size_t links = 0;
 };
 
+// `now` (a monotonic clock) times the removal of links, from which a pair may still signal for
+// unlinked_grace; calls that can remove links take it.
 class mesh {
  public:
   explicit mesh(mesh_config config, std::uint64_t seed = 0x5eed);
 
-  join_outcome on_join(const member_info& who, nv::join&& j, std::vector<mesh_outgoing>& out);
+  join_outcome on_join(const member_info& who, nv::join&& j, mesh_time_ms now, std::vector<mesh_outgoing>& out);
   void on_have(const member_info& who, nv::have&& h, std::vector<mesh_outgoing>& out);
-  void on_leave(const member_info& who, const nv::leave& l, std::vector<mesh_outgoing>& out);
-  void on_signal(const member_info& who, nv::signal&& s, std::vector<mesh_outgoing>& out);
-  void on_report(const member_info& who, const nv::report& r, std::vector<mesh_outgoing>& out);
+  void on_leave(const member_info& who, const nv::leave& l, mesh_time_ms now, std::vector<mesh_outgoing>& out);
+  // Relayed when the target is linked to the sender, or was within unlinked_grace; else
+  // not_joined, peer_not_found or not_linked.
+  void on_signal(const member_info& who, nv::signal&& s, mesh_time_ms now, std::vector<mesh_outgoing>& out);
+  void on_report(const member_info& who, const nv::report& r, mesh_time_ms now, std::vector<mesh_outgoing>& out);
   // The peer's connection is gone: it leaves every swarm of this shard.
-  void on_peer_gone(nv::peer_id id, std::vector<mesh_outgoing>& out);
+  void on_peer_gone(nv::peer_id id, mesh_time_ms now, std::vector<mesh_outgoing>& out);
   // Re-plans members whose blocks changed since the last call.
-  void replan(std::vector<mesh_outgoing>& out);
+  void replan(mesh_time_ms now, std::vector<mesh_outgoing>& out);
 
   mesh_totals totals() const;
   std::vector<mesh_swarm_summary> top_swarms(std::size_t n) const;
@@ -136,6 +144,12 @@ class mesh {
     std::uint32_t slot;
     bool initiator;
   };
+  // A link removed lately: the pair may still signal until `until` (see on_signal).
+  struct unlinked {
+    nv::peer_id peer;
+    mesh_time_ms until;
+  };
+  static constexpr std::size_t max_unlinked = 16;
   struct member {
     bool alive = false;
     member_info info;
@@ -147,6 +161,9 @@ class mesh {
     // Peers this member reported for blocks that failed its manifest: never linked to it
     // again (either way round). Bounded; the oldest is forgotten first.
     std::vector<nv::peer_id> distrusted;
+    // Links removed within unlinked_grace, both sides recorded; expired ones pruned when
+    // another is added. Bounded; the oldest is forgotten first (its late signals are refused).
+    std::vector<unlinked> recently_unlinked;
   };
   using bucket_map = std::unordered_map<std::uint64_t, std::vector<std::uint32_t>>;
   struct swarm_state {
@@ -179,6 +196,8 @@ class mesh {
   void connect(swarm_state& s, std::uint32_t initiator, std::uint32_t other, change_set& changes);
   void disconnect(swarm_state& s, std::uint32_t a, std::uint32_t b, change_set& changes);
   bool linked(const swarm_state& s, std::uint32_t a, std::uint32_t b) const;
+  void remember_unlinked(member& m, nv::peer_id other);
+  static bool unlinked_lately(const member& m, nv::peer_id other, mesh_time_ms now);
   static bool distrust(const member& a, const member& b);
   static constexpr std::size_t max_distrusted = 16;
   double usefulness(const member& p, const member& q) const;
@@ -200,6 +219,7 @@ class mesh {
   mesh_counters counters_;
   std::vector<std::uint32_t> candidates_;  // scratch
   std::string resume_;  // where replan() goes on after running out of budget
+  mesh_time_ms now_ = 0;  // the time of the call in progress, for links it removes
 };
 
 }  // namespace swarmcoord::swarm

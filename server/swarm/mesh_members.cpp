@@ -119,16 +119,36 @@ void mesh::connect(swarm_state& s, std::uint32_t initiator, std::uint32_t other,
   changes.by_slot[other].add.push_back({a.info.id, false, where, a.have.count()});
 }
 
+void mesh::remember_unlinked(member& m, nv::peer_id other) {
+  if (config_.unlinked_grace_ms <= 0) return;
+  auto& lately = m.recently_unlinked;
+  // Kept in the order of removal, which is the order of expiry (the grace is constant).
+  const auto live = std::find_if(lately.begin(), lately.end(), [&](const unlinked& u) { return u.until > now_; });
+  lately.erase(lately.begin(), live);
+  if (lately.size() >= max_unlinked) lately.erase(lately.begin());
+  lately.push_back({other, now_ + config_.unlinked_grace_ms});
+}
+
+bool mesh::unlinked_lately(const member& m, nv::peer_id other, mesh_time_ms now) {
+  return std::any_of(m.recently_unlinked.begin(), m.recently_unlinked.end(),
+                     [&](const unlinked& u) { return u.peer == other && u.until > now; });
+}
+
 void mesh::disconnect(swarm_state& s, std::uint32_t a, std::uint32_t b, change_set& changes) {
   auto drop = [&](std::uint32_t from, std::uint32_t to) {
     auto& links = s.slots[from].links;
     links.erase(std::find_if(links.begin(), links.end(), [&](const link& l) { return l.slot == to; }));
-    // A link made and unmade within one operation is never announced at all.
+    // A link made and unmade within one operation is never announced at all (and nothing of
+    // it can be on its way).
     auto& msg = changes.by_slot[from];
     const auto id = s.slots[to].info.id;
     auto added = std::find_if(msg.add.begin(), msg.add.end(), [&](const nv::neighbor& n) { return n.id == id; });
-    if (added != msg.add.end()) msg.add.erase(added);
-    else msg.remove.push_back(id);
+    if (added != msg.add.end()) {
+      msg.add.erase(added);
+    } else {
+      msg.remove.push_back(id);
+      remember_unlinked(s.slots[from], id);
+    }
   };
   drop(a, b);
   drop(b, a);

@@ -74,7 +74,11 @@ void tracker::on_announce(connection_id conn, const ip_address& from, wt::announ
     self = *known;
     peer& p = s->peers[self];
     if (p.conn != conn) {
-      // Reconnected on another socket: the peer follows it, its old socket no longer owns it.
+      // Anyone in the swarm knows the peer_id (offers carry it): while its owner is alive,
+      // another socket may not take over its offers, answers or stop.
+      if (!owner_silent(p, now)) return refuse_peer_id_in_use(conn, a, ticket, out);
+      // Its client reconnected on another socket: the peer follows it, the silent old socket
+      // no longer owns it.
       released_.push_back({p.conn, a.info_hash, a.peer_id, p.ticket});
       forget_membership(p.conn, a.info_hash, a.peer_id);
       p.conn = conn;
@@ -100,6 +104,17 @@ void tracker::on_announce(connection_id conn, const ip_address& from, wt::announ
 
   out.push_back({conn, response_for(a.info_hash, s)});
   relay_offers(*s, a.info_hash, self, a, now, out);
+}
+
+void tracker::refuse_peer_id_in_use(connection_id conn, const wt::announce& a, std::uint32_t ticket,
+                                    std::vector<outgoing>& out) {
+  ++counters_.errors[static_cast<std::size_t>(wt::error_reason::peer_id_in_use)];
+  counters_.offers_unrelayed += a.offers.size() + a.offers_skipped;
+  // The shape with info_hash: the client warns, keeps its socket and re-announces later.
+  out.push_back({conn, wt::request_error{wt::error_reason::peer_id_in_use,
+                                         "peer_id is in use by another connection", a.info_hash, "announce"}});
+  // The announcer's home counted the pair when it sent the announce: it never held it.
+  released_.push_back({conn, a.info_hash, a.peer_id, ticket});
 }
 
 void tracker::relay_offers(swarm& s, const binary_id& info_hash, std::uint32_t self,
@@ -177,7 +192,8 @@ void tracker::on_answer(connection_id conn, wt::answer&& a, time_ms now, std::ve
   }
   peer& o = s.peers[offerer->second];
   if (o.pending_offers > 0) --o.pending_offers;
-  if (auto answerer = s.index.find(a.peer_id); answerer != s.index.end())
+  // An answer is a sign of life of the answerer, from its owner only.
+  if (auto answerer = s.index.find(a.peer_id); answerer != s.index.end() && s.peers[answerer->second].conn == conn)
     s.peers[answerer->second].last_seen = now;
   out.push_back({o.conn, wt::answer_relay{a.info_hash, a.peer_id, a.offer_id, std::move(a.sdp)}});
   ++counters_.answers_relayed;

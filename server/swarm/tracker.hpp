@@ -3,6 +3,7 @@
 // relayed and awaiting an answer, expiry. Time and randomness come in as parameters, results go
 // out as (connection id, message) pairs; no sockets, no logging, no metrics library.
 // Not thread-safe: one shard is owned by one thread.
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <random>
@@ -27,10 +28,16 @@ struct tracker_config {
   time_ms offer_ttl_ms = 120'000;
   time_ms peer_ttl_ms = 300'000;
   std::size_t max_scrape_all = 0;  // scrape of everything off
+  // A peer_id stays with the open connection that announced it while that connection
+  // re-announces it within interval_s plus this (tracker.reannounce_grace_s).
+  time_ms reannounce_grace_ms = 90'000;
 };
 
 // Plain counters, summed across shards by whoever reports them.
 struct tracker_counters {
+  // Announces refused by the swarm's rules, by reason (peer_id_in_use); the session counts
+  // the errors of decoding and of its own limits.
+  std::array<std::uint64_t, wt::error_reason_count> errors{};
   std::uint64_t offers_relayed = 0;
   std::uint64_t offers_unrelayed = 0;  // no other peer, over the cap, or malformed
   std::uint64_t answers_relayed = 0;
@@ -45,9 +52,11 @@ struct outgoing {
 };
 
 // An (info_hash, peer_id) pair that stopped belonging to a connection that is still open:
-// another connection re-announced it, or it expired. The connection's home counts the pairs
-// it holds (tracker.max_peers_per_connection covers all shards), so it has to hear. Pairs a
-// connection stops itself, or that go with it when it closes, are not reported.
+// another connection took it over after this one fell silent, it expired, or this
+// connection's announce of it was refused (the peer_id is another's). The connection's home
+// counts the pairs it holds (tracker.max_peers_per_connection covers all shards), so it has
+// to hear. Pairs a connection stops itself, or that go with it when it closes, are not
+// reported.
 // `ticket` is the one the connection gave its latest announce of the pair (on_announce): a
 // release its home receives after a newer announce of the pair is stale, and ignored there.
 struct released_peer {
@@ -75,6 +84,10 @@ class tracker {
   explicit tracker(tracker_config config, std::uint64_t seed = 0x5eed);
 
   // ticket: the connection's number for this announce, returned in a release of the pair.
+  // A peer_id belongs to the connection that announced it into the swarm: an announce of it
+  // from another connection is refused (peer_id_in_use, and the pair released to the
+  // announcer) while the owner is open and not silent (see owner_silent); a stopped from
+  // another connection is answered and changes nothing.
   void on_announce(connection_id conn, const ip_address& from, wt::announce&& a, time_ms now,
                    std::vector<outgoing>& out, std::uint32_t ticket = 0);
   void on_answer(connection_id conn, wt::answer&& a, time_ms now, std::vector<outgoing>& out);
@@ -140,6 +153,14 @@ class tracker {
   };
 
   std::size_t max_pending_per_peer() const { return config_.max_offers * 4; }
+  // The owner has not announced the pair (nor answered an offer with it) for an interval and
+  // the grace: a live client re-announces every interval_s, so it is gone, or its socket is
+  // dead and not yet closed by the transport's keep-alive. Its client may take it back.
+  bool owner_silent(const peer& p, time_ms now) const {
+    return now - p.last_seen >= time_ms{config_.interval_s} * 1000 + config_.reannounce_grace_ms;
+  }
+  void refuse_peer_id_in_use(connection_id conn, const wt::announce& a, std::uint32_t ticket,
+                             std::vector<outgoing>& out);
   void add_peer(swarm& s, const binary_id& info_hash, const binary_id& peer_id,
                 connection_id conn, const ip_address& from, time_ms now, std::uint32_t ticket);
   void remove_peer(swarm& s, const binary_id& info_hash, std::uint32_t index);

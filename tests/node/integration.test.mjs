@@ -115,7 +115,7 @@ describe('HTTP endpoints and metrics', () => {
     for (const reason of ['unknown_offer', 'offerer_gone']) has('swarmcoord_answers_dropped_total', { reason });
     for (const reason of ['bad_json', 'not_an_object', 'invalid_action', 'invalid_info_hash', 'invalid_peer_id',
       'invalid_to_peer_id', 'invalid_offer_id', 'invalid_event', 'too_many_info_hashes', 'too_many_peers',
-      'message_too_big']) {
+      'peer_id_in_use', 'message_too_big']) {
       has('swarmcoord_protocol_errors_total', { protocol: 'webtorrent', reason });
     }
     has('swarmcoord_connections_accepted_total');
@@ -399,32 +399,32 @@ describe('WebTorrent flows', () => {
     assert.ok(!st.top_swarms.some((t) => t.info_hash === wt.hexOf(y)), 'swarm y is gone from /stats');
   });
 
-  it('moves a peer that re-announces from another socket', async () => {
+  it('gives a peer_id to another socket only once its own socket closed', async () => {
+    // More in hostile-peer-id.test.mjs: stop, answers, a silent socket.
     const ih = wt.randomId();
     const q = await join(d, ih);
     const s1 = await join(d, ih);
     const peerId = s1.peerId;
     const s2 = await connect(d);
-    const res = await announce(s2, ih, peerId, { event: null });
-    assert.equal(res.incomplete, 2, 'still two peers');
-    // Offers for the peer now go to its new socket.
-    const [offer] = wt.offers(1);
-    await announce(q, ih, q.peerId, { event: null, offerList: [offer] });
-    const got = await s2.next({ filter: is('offer', ih), what: 'offer on the new socket' });
-    assert.equal(got.offer_id, offer.offer_id);
-    assert.deepEqual(await s1.collectFor(QUIET_MS, is('offer')), []);
-    // Its answer, from the new socket, is relayed.
-    await s2.send(wt.answer(ih, peerId, q.peerId, offer.offer_id));
-    await q.next({ filter: is('answer', ih), what: 'answer from the moved peer' });
+    await s2.send(wt.announce(ih, peerId, { event: null }));
+    assert.deepEqual(await s2.next({ what: 'the refusal' }),
+      { action: 'announce', 'failure reason': 'peer_id is in use by another connection', info_hash: ih });
 
-    // Closing the old socket leaves the peer in place.
     const conns = async () => (await scrape(d)).get('swarmcoord_connections', { protocol: 'webtorrent' });
     const before = await conns();
     await s1.close();
     // Once the old socket is gone from the gauge, its close has been handed to the shard ahead
-    // of any later scrape.
+    // of any later announce.
     await until(async () => (await conns()) === before - 1, { what: 'the old socket to close' });
-    assert.equal((await scrapeVia(q, ih)).files[ih].incomplete, 2);
+    const res = await announce(s2, ih, peerId, { event: null });
+    assert.equal(res.incomplete, 2, 'q and the peer on its new socket');
+    // Offers for the peer go to its new socket, and its answer from there is relayed.
+    const [offer] = wt.offers(1);
+    await announce(q, ih, q.peerId, { event: null, offerList: [offer] });
+    const got = await s2.next({ filter: is('offer', ih), what: 'offer on the new socket' });
+    assert.equal(got.offer_id, offer.offer_id);
+    await s2.send(wt.answer(ih, peerId, q.peerId, offer.offer_id));
+    await q.next({ filter: is('answer', ih), what: 'answer from the moved peer' });
     await s2.close();
     await until(async () => (await scrapeVia(q, ih)).files[ih].incomplete === 1,
       { what: 'the moved peer to leave with its new socket' });

@@ -10,7 +10,7 @@ import crypto from 'node:crypto';
 import { Daemon } from './lib/daemon.mjs';
 import { scrape, until } from './lib/proc.mjs';
 import { rawWebSocket, withTimeout } from './lib/ws-client.mjs';
-import { NativeClient, bitfield, freshSwarm, isError, isType } from './lib/native-client.mjs';
+import { NativeClient, bitfield, freshSwarm, isError, isType, settle } from './lib/native-client.mjs';
 
 const MAX_SWARMS = 3;
 const SIGNAL_MAX = 1024;
@@ -80,13 +80,14 @@ async function member({ blocks = 10, have } = {}) {
   return c;
 }
 
-// The connection works: a signal to oneself comes back (the sender is a member of c.key).
+// The connection works: a signal to oneself is answered by the swarm's owner (the sender is a
+// member of c.key, but nobody is its own neighbour), and nothing else was waiting.
 async function assertAlive(c, why) {
   assert.ok(c.isOpen, `closed (${JSON.stringify(c.closeInfo)}) ${why}`);
-  const nonce = crypto.randomBytes(6).toString('hex');
-  await c.send({ type: 'signal', swarm: c.url, to: c.peerId, data: { type: 'ping', nonce } });
-  const got = await c.next((j) => isType('signal')(j) && j.data?.nonce === nonce, `own signal back ${why}`);
-  assert.equal(got.from, c.peerId);
+  await c.send({ type: 'signal', swarm: c.url, to: c.peerId, data: { type: 'ping' } });
+  const got = await c.next(isError(), `the reply to a signal to itself ${why}`);
+  assert.deepEqual([got.code, got.ref], ['not_linked', 'signal'], `${why}: ${JSON.stringify(got)}`);
+  if (c.key) assert.equal(got.swarm, c.key);
 }
 
 // The error reply, or the close, whichever comes first.
@@ -407,6 +408,50 @@ describe('after hello: every error code, the connection kept', () => {
     assert.deepEqual(await other.wc.collectFor(QUIET_MS, isType('signal')), []);
   });
 
+  it('not_linked for a signal to a member that is not a neighbour; neighbours\' signals pass', async () => {
+    // A seed and two empty peers: each empty peer gets the seed, which is useful to it, and
+    // not the other one.
+    const seed = await member({ have: 'all' });
+    const [a, b] = [await hello(), await hello()];
+    for (const c of [a, b]) {
+      await c.join(seed.url, seed.opts);
+      Object.assign(c, { url: seed.url, key: seed.key });
+    }
+    await settle([seed, a, b]);
+    assert.deepEqual([...a.neighborsOf(seed.key).keys()], [seed.peerId]);
+    assert.deepEqual([...b.neighborsOf(seed.key).keys()], [seed.peerId]);
+    const m0 = await scrape(d);
+    const s = (to, i) => ({ type: 'signal', swarm: seed.url, to, data: { type: 'offer', sdp: 'v'.repeat(SIGNAL_MAX - 40), i } });
+
+    // Both ways along a link, whichever side initiated it.
+    for (const [from, to] of [[a, seed], [seed, a], [b, seed], [seed, b]]) {
+      await from.send(s(to.peerId, 0));
+      assert.equal((await to.next(isType('signal'), 'a signal between neighbours')).from, from.peerId);
+    }
+    // A to B, more times than server.max_protocol_errors: each refused, none relayed, and the
+    // connection stays (a refusal by the swarm answers a well-formed message).
+    const N = MAX_ERRORS + 5;
+    for (let i = 0; i < N; i++) await a.send(s(b.peerId, i));
+    for (let i = 0; i < N; i++) {
+      const e = await a.error();
+      assert.deepEqual([e.code, e.ref, e.swarm], ['not_linked', 'signal', seed.key], JSON.stringify(e));
+    }
+    await expectErrors(b, [[s(a.peerId, 0), 'not_linked', 'signal'], [s(b.peerId, 0), 'not_linked', 'signal']]);
+    assert.deepEqual(await b.wc.collectFor(QUIET_MS, isType('signal')), [], 'nothing reached B');
+    assert.deepEqual(await a.wc.collectFor(0, isType('signal')), [], 'nothing reached A');
+    await assertAlive(a, `after ${N} not_linked`);
+
+    const m1 = await scrape(d);
+    const moved = (name, labels) => m1.get(name, labels) - m0.get(name, labels);
+    // a N, b 2 (expectErrors) + 1 (its assertAlive), a's assertAlive 1.
+    assert.equal(moved('swarmcoord_signal_failures_total', { reason: 'not_linked' }), N + 4);
+    assert.equal(moved('swarmcoord_protocol_errors_total', { protocol: 'native', reason: 'not_linked' }), N + 4);
+    assert.equal(moved('swarmcoord_signals_relayed_total', { kind: 'offer' }), 4);
+    // A's neighbour still hears from it.
+    await a.send(s(seed.peerId, 1));
+    assert.equal((await seed.next(isType('signal'))).from, a.peerId);
+  });
+
   it(`signal_too_big over signal.max_bytes (${SIGNAL_MAX}), exact at the limit`, async () => {
     const c = await member();
     const peer = await hello();
@@ -562,7 +607,7 @@ describe('aftermath', () => {
       unknown_type: 1 + 8 + flood, unsupported_version: 1 + 3, hello_required: 5, already_hello: 3 + flood,
       bad_url: 1 + 13, bad_base64: 5, bad_bitfield: 5, block_out_of_range: 3, too_many_swarms: 2,
       too_many_blocks: 3, swarm_mismatch: 3, not_joined: 5 + 1 + MAX_ERRORS + 5, peer_not_found: 6,
-      signal_too_big: 3, message_too_big: 3,
+      signal_too_big: 3, message_too_big: 3, not_linked: MAX_ERRORS + 5 + 4,
     };
     const got = Object.fromEntries(Object.keys(want).map((r) => [r, moved(r)]));
     for (const r of Object.keys(want)) assert.ok(got[r] >= want[r], `${r}: moved ${got[r]}, want >= ${want[r]}; all: ${JSON.stringify(got)}`);

@@ -506,7 +506,7 @@ describe('mesh shape', () => {
 });
 
 describe('signaling', () => {
-  it('relays opaque signals both ways between members of a swarm, counted by kind', async () => {
+  it('relays opaque signals both ways between neighbours, counted by kind', async () => {
     const key = freshSwarm('signal');
     const opts = { size: 8 * 1024, block_size: 1024 };
     const a = await peer(d, '127.0.100.1');
@@ -530,13 +530,13 @@ describe('signaling', () => {
       const got = await to.next(isType('signal'), `relay of ${JSON.stringify(data).slice(0, 40)}`);
       assert.deepEqual(got, { type: 'signal', swarm: joined.swarm, from: from.peerId, data });
     }
-    // A signal to oneself is relayed too (a member of the swarm).
+    // Nobody is its own neighbour: a signal to oneself is refused.
     await a.send({ type: 'signal', swarm: key, to: a.peerId, data: { type: 'ping' } });
-    assert.deepEqual((await a.next(isType('signal'))).from, a.peerId);
+    assert.deepEqual((({ code, ref }) => ({ code, ref }))(await a.error()), { code: 'not_linked', ref: 'signal' });
     const m1 = await scrape(d);
     const moved = (kind) => m1.get('swarmcoord_signals_relayed_total', { kind }) - m0.get('swarmcoord_signals_relayed_total', { kind });
     assert.deepEqual({ offer: moved('offer'), answer: moved('answer'), candidate: moved('candidate'), other: moved('other') },
-      { offer: 1, answer: 1, candidate: 2, other: 6 });
+      { offer: 1, answer: 1, candidate: 2, other: 5 });
   });
 
   it('answers peer_not_found and not_joined instead of relaying outside the swarm', async () => {
@@ -704,14 +704,19 @@ describe('sharding: server.threads=2 with many swarms', () => {
       const all = [...s.members, roamer];
       assert.deepEqual(meshProblems(all, s.key), [], s.key);
       const [seed, e1, e2] = s.members;
-      // Signals both ways between the two empty peers and from the roamer.
-      await e1.send({ type: 'signal', swarm: s.url, to: e2.peerId, data: { type: 'offer', sdp: s.key } });
-      assert.deepEqual((await e2.next(isType('signal'))).data, { type: 'offer', sdp: s.key });
-      await e2.send({ type: 'signal', swarm: s.url, to: e1.peerId, data: { type: 'answer', sdp: s.key } });
-      assert.equal((await e1.next(isType('signal'))).from, e2.peerId);
+      // Signals both ways between an empty peer and the seed, its neighbour, and from the
+      // roamer to the seed; none between the two empty peers, who are not neighbours.
+      assert.ok(e1.neighborsOf(s.key).has(seed.peerId) && roamer.neighborsOf(s.key).has(seed.peerId));
+      assert.ok(!e1.neighborsOf(s.key).has(e2.peerId), `${s.key}: e1 and e2 are linked`);
+      await e1.send({ type: 'signal', swarm: s.url, to: seed.peerId, data: { type: 'offer', sdp: s.key } });
+      assert.deepEqual((await seed.next(isType('signal'))).data, { type: 'offer', sdp: s.key });
+      await seed.send({ type: 'signal', swarm: s.url, to: e1.peerId, data: { type: 'answer', sdp: s.key } });
+      assert.equal((await e1.next(isType('signal'))).from, seed.peerId);
       await roamer.send({ type: 'signal', swarm: s.url, to: seed.peerId, data: { type: 'candidate', i: 1 } });
       const got = await seed.next(isType('signal'));
       assert.deepEqual([got.from, got.swarm], [roamer.peerId, s.key]);
+      await e1.send({ type: 'signal', swarm: s.url, to: e2.peerId, data: { type: 'offer', sdp: s.key } });
+      assert.equal((await e1.error()).code, 'not_linked');
       await e1.send({ type: 'report', swarm: s.url, http_bytes: 100, p2p_bytes: 300, uploaded_bytes: 7 });
     }
     // A peer of another swarm is not found, whichever shard it is on.

@@ -96,6 +96,7 @@ class world {
   void pending_for_test(const bits& b) { pending_bits_ = b; }
 
   mesh m;
+  swarmcoord::swarm::mesh_time_ms now = 1'000'000;  // the clock of the next operation
   std::vector<mesh_outgoing> out;  // the last operation's messages
   std::map<nv::peer_id, member_info> peers;
   std::map<mesh_connection_id, nv::peer_id> by_conn;
@@ -133,7 +134,7 @@ class world {
     const std::string key = j.swarm;
     const auto size = j.size;
     const auto bs = j.block_size;
-    m.on_join(peers.at(id), std::move(j), out);
+    m.on_join(peers.at(id), std::move(j), now, out);
     if (!has_error()) {
       blocks_of[key] = static_cast<std::uint32_t>((size + bs - 1) / bs);
       have[{key, id}] = pending_bits_;
@@ -143,7 +144,7 @@ class world {
 
   void report(nv::peer_id id, const nv::report& r) {
     out.clear();
-    m.on_report(peers.at(id), r, out);
+    m.on_report(peers.at(id), r, now, out);
     settle();
   }
 
@@ -157,7 +158,7 @@ class world {
 
   void leave(nv::peer_id id, const std::string& key = K1) {
     out.clear();
-    m.on_leave(peers.at(id), nv::leave{key}, out);
+    m.on_leave(peers.at(id), nv::leave{key}, now, out);
     if (!has_error()) {
       view.erase({key, id});
       have.erase({key, id});
@@ -167,7 +168,7 @@ class world {
 
   void gone(nv::peer_id id) {
     out.clear();
-    m.on_peer_gone(id, out);
+    m.on_peer_gone(id, now, out);
     for (auto it = view.begin(); it != view.end();) it = it->first.second == id ? view.erase(it) : std::next(it);
     for (auto it = have.begin(); it != have.end();) it = it->first.second == id ? have.erase(it) : std::next(it);
     settle();
@@ -176,7 +177,7 @@ class world {
 
   void replan() {
     out.clear();
-    m.replan(out);
+    m.replan(now, out);
     settle();
   }
   // Re-plans until nothing changes any more.
@@ -366,7 +367,7 @@ TEST_CASE("mesh: a shard opens at most max_swarms swarms", "[mesh]") {
     j.swarm = url;
     j.size = 4096;
     j.block_size = 1024;
-    outcome = m.on_join(who, std::move(j), out);
+    outcome = m.on_join(who, std::move(j), 0, out);
     REQUIRE_FALSE(out.empty());
     return out.front().message;
   };
@@ -385,7 +386,7 @@ TEST_CASE("mesh: a shard opens at most max_swarms swarms", "[mesh]") {
   bad.size = 8192;  // not the swarm's size
   bad.block_size = 1024;
   out.clear();
-  CHECK(m.on_join(who, std::move(bad), out) == join_outcome::joined);
+  CHECK(m.on_join(who, std::move(bad), 0, out) == join_outcome::joined);
   REQUIRE(std::holds_alternative<nv::error>(out.front().message));
   CHECK(std::get<nv::error>(out.front().message).code == nv::error_code::swarm_mismatch);
   CHECK(m.totals().swarms == 2);
@@ -955,21 +956,39 @@ TEST_CASE("mesh: replan works through at most replan_per_call dirty members per 
 
 // ------------------------------------------------------------------ signals and reports
 
+// Sends a signal from `from` to `to` in swarm `key`; its result is in w.out.
+void send_signal(world& w, nv::peer_id from, const std::string& key, nv::peer_id to, std::string data = "{}",
+                 std::string_view kind = "other") {
+  w.out.clear();
+  nv::signal s;
+  s.swarm = key;
+  s.to = to;
+  s.data = {std::move(data)};
+  s.kind = kind;
+  w.m.on_signal(w.peers.at(from), std::move(s), w.now, w.out);
+  REQUIRE(w.m.check_invariants() == "");
+}
+// The signal was relayed to `to`, and nothing else happened.
+bool relayed(const world& w, nv::peer_id to) {
+  return w.out.size() == 1 && w.out[0].to == world::conn_of(to) &&
+         std::holds_alternative<nv::signal_relay>(w.out[0].message);
+}
+// The sender got exactly this error.
+bool refused(const world& w, nv::peer_id from, nv::error_code code) {
+  if (w.out.size() != 1 || w.out[0].to != world::conn_of(from)) return false;
+  const auto* e = std::get_if<nv::error>(&w.out[0].message);
+  return e && e->code == code && e->ref == "signal";
+}
+
 TEST_CASE("mesh: signals are relayed only between members of the same swarm", "[mesh]") {
   world w;
   for (nv::peer_id id = 1; id <= 3; ++id) w.add_peer(id, 8, far_away(static_cast<std::uint32_t>(id)));
   w.join_seed(1, 64, K1);
   w.join_empty(2, 64, K1);
   w.join_empty(3, 64, K2);
+  REQUIRE(w.linked(1, 2));
   auto signal = [&](nv::peer_id from, const std::string& key, nv::peer_id to, std::string data, std::string_view kind) {
-    w.out.clear();
-    nv::signal s;
-    s.swarm = key;
-    s.to = to;
-    s.data = {std::move(data)};
-    s.kind = kind;
-    w.m.on_signal(w.peers.at(from), std::move(s), w.out);
-    REQUIRE(w.m.check_invariants() == "");
+    send_signal(w, from, key, to, std::move(data), kind);
   };
 
   const std::string offer = R"({"type":"offer","sdp":"v=0\r\n"})";
@@ -1003,6 +1022,10 @@ TEST_CASE("mesh: signals are relayed only between members of the same swarm", "[
   REQUIRE(w.out.size() == 1);
   CHECK(std::get<nv::error>(w.out[0].message).code == nv::error_code::peer_not_found);
 
+  // A member may not signal itself: it is nobody's neighbour.
+  signal(1, K1, 1, "{}", "other");
+  CHECK(refused(w, 1, nv::error_code::not_linked));
+
   // Sender not a member of the swarm it names, even though the target is: not_joined.
   signal(3, K1, 1, offer, "offer");
   REQUIRE(w.out.size() == 1);
@@ -1022,6 +1045,116 @@ TEST_CASE("mesh: signals are relayed only between members of the same swarm", "[
   CHECK(std::get<nv::error>(w.out[0].message).code == nv::error_code::not_joined);
 }
 
+TEST_CASE("mesh: a signal to a member that is not a neighbour is refused with not_linked", "[mesh]") {
+  world w;
+  for (nv::peer_id id = 1; id <= 4; ++id) w.add_peer(id, 8, far_away(static_cast<std::uint32_t>(id)));
+  w.join_seed(1);
+  w.join_empty(2);
+  w.join_empty(3);
+  w.join_empty(4, 64, K2);
+  // Both empty peers got the seed, which is useful to them; not each other.
+  REQUIRE(w.neighbors(2) == std::set<nv::peer_id>{1});
+  REQUIRE(w.neighbors(3) == std::set<nv::peer_id>{1});
+
+  // Either direction of a link will do: the initiator's side and the other one.
+  for (auto [from, to] : {std::pair<nv::peer_id, nv::peer_id>{1, 2}, {2, 1}, {1, 3}, {3, 1}}) {
+    send_signal(w, from, K1, to, R"({"type":"offer"})", "offer");
+    CHECK(relayed(w, to));
+  }
+  CHECK(w.m.counters().signals_relayed[0] == 4);
+
+  const auto errors_before = w.m.counters().errors[static_cast<std::size_t>(nv::error_code::not_linked)];
+  for (int i = 0; i < 5; ++i) {
+    send_signal(w, 2, K1, 3, std::string(16000, 'x'));
+    CHECK(refused(w, 2, nv::error_code::not_linked));
+    send_signal(w, 3, K1, 2);
+    CHECK(refused(w, 3, nv::error_code::not_linked));
+  }
+  CHECK(w.m.counters().signal_failures_not_linked == 10);
+  CHECK(w.m.counters().errors[static_cast<std::size_t>(nv::error_code::not_linked)] == errors_before + 10);
+  CHECK(w.m.counters().signals_relayed[0] == 4);
+  const auto& e = std::get<nv::error>(w.out[0].message);
+  CHECK(e.swarm == K1);
+  CHECK(e.message.find(nv::format_peer_id(2)) != std::string::npos);
+
+  // The other checks come first: a stranger is not found, a non-member not joined.
+  send_signal(w, 2, K1, 4);
+  CHECK(refused(w, 2, nv::error_code::peer_not_found));
+  send_signal(w, 4, K1, 2);
+  CHECK(refused(w, 4, nv::error_code::not_joined));
+  CHECK(w.m.counters().signal_failures_not_linked == 10);
+}
+
+TEST_CASE("mesh: a removed link may carry signals for unlinked_grace, both ways", "[mesh]") {
+  mesh_config config;
+  config.unlinked_grace_ms = 30'000;
+  world w(config);
+  for (nv::peer_id id = 1; id <= 3; ++id) w.add_peer(id, 8, far_away(static_cast<std::uint32_t>(id)));
+  w.join_seed(1);
+  w.join_seed(2);
+  w.join_empty(3);
+  REQUIRE(w.linked(3, 1));
+  REQUIRE(w.linked(3, 2));
+
+  // 3 reports 1: the link goes (both told remove), but what was on its way still arrives.
+  nv::report r{K1, 0, 0, 0};
+  r.bad_peers = {1};
+  w.report(3, r);
+  REQUIRE_FALSE(w.linked(3, 1));
+  const auto removed_at = w.now;
+  for (auto at : {removed_at, removed_at + 29'999}) {
+    w.now = at;
+    send_signal(w, 3, K1, 1, R"({"type":"candidate"})", "candidate");
+    CHECK(relayed(w, 1));
+    send_signal(w, 1, K1, 3);
+    CHECK(relayed(w, 3));
+  }
+  w.now = removed_at + 30'000;
+  send_signal(w, 3, K1, 1);
+  CHECK(refused(w, 3, nv::error_code::not_linked));
+  send_signal(w, 1, K1, 3);
+  CHECK(refused(w, 1, nv::error_code::not_linked));
+  // The live link is unaffected by time.
+  w.now += 1'000'000;
+  send_signal(w, 3, K1, 2);
+  CHECK(relayed(w, 2));
+}
+
+TEST_CASE("mesh: a re-join keeps the old links signalable for the grace", "[mesh]") {
+  world w;
+  for (nv::peer_id id = 1; id <= 2; ++id) w.add_peer(id, 1, far_away(static_cast<std::uint32_t>(id)));
+  w.join_seed(1);
+  w.join_empty(2);
+  REQUIRE(w.linked(2, 1));
+  // 2 re-joins as a seed: its link to 1 is dropped (two seeds are never linked).
+  w.join_seed(2);
+  REQUIRE_FALSE(w.linked(2, 1));
+  send_signal(w, 2, K1, 1);
+  CHECK(relayed(w, 1));
+  send_signal(w, 1, K1, 2);
+  CHECK(relayed(w, 2));
+  w.now += mesh_config{}.unlinked_grace_ms;
+  send_signal(w, 2, K1, 1);
+  CHECK(refused(w, 2, nv::error_code::not_linked));
+}
+
+TEST_CASE("mesh: with no grace, a removed link carries nothing more", "[mesh]") {
+  mesh_config config;
+  config.unlinked_grace_ms = 0;
+  world w(config);
+  for (nv::peer_id id = 1; id <= 3; ++id) w.add_peer(id, 8, far_away(static_cast<std::uint32_t>(id)));
+  w.join_seed(1);
+  w.join_seed(2);
+  w.join_empty(3);
+  nv::report r{K1, 0, 0, 0};
+  r.bad_peers = {1};
+  w.report(3, r);
+  send_signal(w, 3, K1, 1);
+  CHECK(refused(w, 3, nv::error_code::not_linked));
+  send_signal(w, 3, K1, 2);
+  CHECK(relayed(w, 2));
+}
+
 TEST_CASE("mesh: reports are summed per swarm and in total", "[mesh]") {
   world w;
   for (nv::peer_id id = 1; id <= 3; ++id) w.add_peer(id, 8, far_away(static_cast<std::uint32_t>(id)));
@@ -1035,7 +1168,7 @@ TEST_CASE("mesh: reports are summed per swarm and in total", "[mesh]") {
     const auto& key = id == 3 ? K2 : K1;
     nv::report r{key, rng() % 1000000, rng() % 1000000, rng() % 1000000};
     w.out.clear();
-    w.m.on_report(w.peers.at(id), r, w.out);
+    w.m.on_report(w.peers.at(id), r, w.now, w.out);
     CHECK(w.out.empty());
     http[id == 3] += r.http_bytes;
     p2p[id == 3] += r.p2p_bytes;
@@ -1043,7 +1176,7 @@ TEST_CASE("mesh: reports are summed per swarm and in total", "[mesh]") {
   }
   // A report for a swarm the peer is not in is refused and not counted.
   w.out.clear();
-  w.m.on_report(w.peers.at(3), nv::report{K1, 5, 5, 5}, w.out);
+  w.m.on_report(w.peers.at(3), nv::report{K1, 5, 5, 5}, w.now, w.out);
   REQUIRE(w.out.size() == 1);
   CHECK(w.out[0].to == world::conn_of(3));
   CHECK(std::get<nv::error>(w.out[0].message).code == nv::error_code::not_joined);
@@ -1234,7 +1367,7 @@ TEST_CASE("mesh: a join in a 100k-peer swarm does not scan the swarm", "[mesh][s
         j.bitfield_bytes.resize(32);
         for (auto& c : j.bitfield_bytes) c = static_cast<char>(rng() & rng());
       }
-      m.on_join(who, std::move(j), out);
+      m.on_join(who, std::move(j), 0, out);
       out.clear();
     }
   };
@@ -1253,13 +1386,13 @@ TEST_CASE("mesh: a join in a 100k-peer swarm does not scan the swarm", "[mesh][s
       j.size = 256 * 1024;
       j.block_size = 1024;
       const auto start = std::chrono::steady_clock::now();
-      m->on_join(who, std::move(j), out);
+      m->on_join(who, std::move(j), 0, out);
       const auto stop = std::chrono::steady_clock::now();
       (m == &small ? t_small : t_big).push_back(std::chrono::duration<double, std::micro>(stop - start).count());
       // The joiner hears about neighbours, and a bounded number of peers hear about it.
       CHECK(out.size() <= 2 + 8 + 4);
       out.clear();
-      m->on_peer_gone(id, out);
+      m->on_peer_gone(id, 0, out);
       out.clear();
     }
   }

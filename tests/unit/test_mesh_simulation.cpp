@@ -3,6 +3,8 @@
 // invariants hold, no peer is over its max_neighbors, availability matches the members'
 // blocks, and the neighbors messages, applied to a per-client model (remove before add),
 // reproduce exactly neighbors_of() for every member: the messages tell clients the truth.
+// Signals are relayed exactly between the members the clients were told are linked, or were
+// told lately (within unlinked_grace, as the mesh remembers it: a bounded list per member).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -26,6 +28,7 @@ using swarmcoord::swarm::mesh_config;
 using swarmcoord::swarm::mesh_connection_id;
 using swarmcoord::swarm::mesh_outgoing;
 using swarmcoord::swarm::member_info;
+using swarmcoord::swarm::mesh_time_ms;
 
 struct swarm_spec {
   std::string key;
@@ -57,7 +60,7 @@ std::string wire(const std::vector<bool>& b) {
 
 class simulation {
  public:
-  simulation(mesh_config config, std::uint64_t seed) : m_(config, seed), rng_(seed * 7919 + 1) {}
+  simulation(mesh_config config, std::uint64_t seed) : m_(config, seed), config_(config), rng_(seed * 7919 + 1) {}
 
   void run(int steps) {
     for (int step = 0; step < steps; ++step) {
@@ -67,7 +70,7 @@ class simulation {
     }
     for (int i = 0; i < 20; ++i) {
       out_.clear();
-      m_.replan(out_);
+      m_.replan(now_, out_);
       apply();
       verify();
       if (out_.empty()) break;
@@ -83,7 +86,15 @@ class simulation {
   };
   using key = std::pair<std::size_t, nv::peer_id>;  // swarm index, peer
 
+  // What a client was told lately about removed links, kept as the mesh keeps it: in the order
+  // of removal, expired ones dropped on each addition, at most max_unlinked (the oldest goes).
+  static constexpr std::size_t max_unlinked = 16;
+  using unlinked_list = std::vector<std::pair<nv::peer_id, mesh_time_ms>>;
+
   mesh m_;
+  mesh_config config_;
+  mesh_time_ms now_ = 1'000'000;
+  std::map<key, unlinked_list> unlinked_;
   std::mt19937_64 rng_;
   std::map<nv::peer_id, peer> live_;
   std::map<mesh_connection_id, nv::peer_id> conns_;
@@ -132,8 +143,23 @@ class simulation {
     return std::any_of(out_.begin(), out_.end(), [](const mesh_outgoing& o) { return std::holds_alternative<nv::error>(o.message); });
   }
 
+  void remember_unlinked(const key& k, nv::peer_id other) {
+    if (config_.unlinked_grace_ms <= 0) return;
+    auto& list = unlinked_[k];
+    list.erase(list.begin(), std::find_if(list.begin(), list.end(), [&](const auto& u) { return u.second > now_; }));
+    if (list.size() >= max_unlinked) list.erase(list.begin());
+    list.emplace_back(other, now_ + config_.unlinked_grace_ms);
+  }
+  bool unlinked_lately(const key& k, nv::peer_id other) const {
+    auto it = unlinked_.find(k);
+    return it != unlinked_.end() && std::any_of(it->second.begin(), it->second.end(), [&](const auto& u) {
+             return u.first == other && u.second > now_;
+           });
+  }
+
   void one_step() {
     out_.clear();
+    now_ += static_cast<mesh_time_ms>(pick(2500));
     const auto r = pick(100);
     if (r < 30) do_join();
     else if (r < 55) do_have();
@@ -185,7 +211,7 @@ class simulation {
       }
     }
     const bool swarm_exists = std::any_of(have_.begin(), have_.end(), [&](const auto& kv) { return kv.first.first == si; });
-    m_.on_join(live_.at(id).info, std::move(j), out_);
+    m_.on_join(live_.at(id).info, std::move(j), now_, out_);
     switch (expect) {
       case ok:
         REQUIRE_FALSE(any_error());
@@ -200,7 +226,7 @@ class simulation {
         } else {  // it founds the swarm with that size: the next regular join will mismatch
           REQUIRE_FALSE(any_error());
           // Undo by leaving again at once, so the swarm keeps its regular size.
-          m_.on_leave(live_.at(id).info, nv::leave{sw.key}, out_);
+          m_.on_leave(live_.at(id).info, nv::leave{sw.key}, now_, out_);
           REQUIRE_FALSE(any_error());
           ++stats["founded_and_left"];
           // The joiner was told joined and neighbors; it left before anyone else came.
@@ -248,17 +274,18 @@ class simulation {
       const auto id = any_peer();
       const std::size_t si = pick(std::size(swarms));
       if (have_.count({si, id})) return;
-      m_.on_leave(live_.at(id).info, nv::leave{swarms[si].key}, out_);
+      m_.on_leave(live_.at(id).info, nv::leave{swarms[si].key}, now_, out_);
       REQUIRE(has_error(nv::error_code::not_joined));
       REQUIRE(out_.size() == 1);
       ++stats["leave_not_joined"];
       return;
     }
     const auto k = ms[pick(ms.size())];
-    m_.on_leave(live_.at(k.second).info, nv::leave{swarms[k.first].key}, out_);
+    m_.on_leave(live_.at(k.second).info, nv::leave{swarms[k.first].key}, now_, out_);
     REQUIRE_FALSE(any_error());
     view_.erase(k);
     have_.erase(k);
+    unlinked_.erase(k);  // a member that left starts afresh if it joins again
     ++stats["leave"];
   }
 
@@ -268,15 +295,16 @@ class simulation {
     std::advance(it, static_cast<std::ptrdiff_t>(pick(live_.size())));
     const auto id = it->first;
     dead_conns_.insert(it->second.info.conn);
-    m_.on_peer_gone(id, out_);
+    m_.on_peer_gone(id, now_, out_);
     live_.erase(it);
     for (auto v = view_.begin(); v != view_.end();) v = v->first.second == id ? view_.erase(v) : std::next(v);
+    for (auto u = unlinked_.begin(); u != unlinked_.end();) u = u->first.second == id ? unlinked_.erase(u) : std::next(u);
     for (auto h = have_.begin(); h != have_.end();) h = h->first.second == id ? have_.erase(h) : std::next(h);
     ++stats["gone"];
   }
 
   void do_replan() {
-    m_.replan(out_);
+    m_.replan(now_, out_);
     ++stats["replan"];
   }
 
@@ -285,7 +313,11 @@ class simulation {
     if (ms.empty()) return;
     const auto from = ms[pick(ms.size())];
     nv::peer_id to;
-    if (chance(0.7)) to = ms[pick(ms.size())].second;  // some in the swarm, some in another
+    const auto& told = view_[from];
+    const auto& recent = unlinked_[from];
+    if (!told.empty() && chance(0.35)) to = std::next(told.begin(), static_cast<std::ptrdiff_t>(pick(told.size())))->first;
+    else if (!recent.empty() && chance(0.3)) to = recent[pick(recent.size())].first;  // maybe expired
+    else if (chance(0.7)) to = ms[pick(ms.size())].second;  // some in the swarm, some in another
     else to = any_peer();
     nv::signal s;
     s.swarm = swarms[from.first].key;
@@ -293,16 +325,22 @@ class simulation {
     s.data = {R"({"type":"candidate","n":)" + std::to_string(rng_() % 1000) + "}"};
     s.kind = "candidate";
     const auto data = s.data;
-    m_.on_signal(live_.at(from.second).info, std::move(s), out_);
+    m_.on_signal(live_.at(from.second).info, std::move(s), now_, out_);
     REQUIRE(out_.size() == 1);
-    if (have_.count({from.first, to})) {
+    const bool linked = view_[from].count(to) > 0;
+    const bool lately = unlinked_lately(from, to) || unlinked_lately({from.first, to}, from.second);
+    if (have_.count({from.first, to}) && !linked && !lately) {
+      REQUIRE(has_error(nv::error_code::not_linked));
+      CHECK(out_[0].to == live_.at(from.second).info.conn);
+      ++stats["signal_not_linked"];
+    } else if (have_.count({from.first, to})) {
       REQUIRE(std::holds_alternative<nv::signal_relay>(out_[0].message));
       const auto& r = std::get<nv::signal_relay>(out_[0].message);
       CHECK(out_[0].to == live_.at(to).info.conn);
       CHECK(r.from == from.second);
       CHECK(r.swarm == swarms[from.first].key);
       CHECK(r.data == data);
-      ++stats["signal"];
+      ++stats[linked ? "signal" : "signal_after_unlink"];
     } else {
       REQUIRE(has_error(nv::error_code::peer_not_found));
       CHECK(out_[0].to == live_.at(from.second).info.conn);
@@ -320,7 +358,7 @@ class simulation {
     // is unlinked for good, which the invariant checks and the client model must agree with.
     const bool blame = pick(8) == 0;
     if (blame) r.bad_peers.push_back(ms[pick(ms.size())].second);
-    m_.on_report(live_.at(k.second).info, r, out_);
+    m_.on_report(live_.at(k.second).info, r, now_, out_);
     if (!blame) REQUIRE(out_.empty());
     CHECK(m_.counters().http_bytes == before + 100);
   }
@@ -342,6 +380,7 @@ class simulation {
         for (auto r : n->remove) {
           INFO("remove of a neighbour the client was never told about");
           REQUIRE(v->second.erase(r) == 1);
+          remember_unlinked({si, to}, r);
           ++stats["removes"];
         }
         for (const auto& a : n->add) {
@@ -426,14 +465,16 @@ TEST_CASE("mesh simulation: random operations keep the mesh consistent and the c
     config.max_candidates = 8;
     config.max_takebacks_per_plan = 2;
     config.replan_per_call = 5;
+    config.unlinked_grace_ms = 5'000;  // steps are 0-2.5 s apart: records expire often
   }
   INFO("variant " << variant << " seed " << seed);
   simulation sim(config, seed);
   sim.run(4000);
 
   // The run covered what it is meant to cover.
-  for (const char* what : {"join", "have", "leave", "gone", "replan", "signal", "signal_peer_not_found", "swarm_mismatch",
-                           "bad_bitfield", "block_out_of_range", "leave_not_joined", "adds", "removes"}) {
+  for (const char* what : {"join", "have", "leave", "gone", "replan", "signal", "signal_peer_not_found", "signal_not_linked",
+                           "signal_after_unlink", "swarm_mismatch", "bad_bitfield", "block_out_of_range",
+                           "leave_not_joined", "adds", "removes"}) {
     INFO(what);
     CHECK(sim.stats[what] > 0);
   }

@@ -3,6 +3,8 @@
 // errors and their streak, against a fake transport and a fake router.
 #include <catch2/catch.hpp>
 
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -11,6 +13,7 @@
 #include "fake_session_peers.hpp"
 #include "server/config/config.hpp"
 #include "server/sessions/native_session.hpp"
+#include "server/swarm/mesh.hpp"
 
 namespace {
 
@@ -313,6 +316,120 @@ TEST_CASE("native session: too many invalid messages in a row close the connecti
   CHECK(h.counters.sent[error_type] == 5);
   CHECK(h.transport.close_calls == 1);
   CHECK(h.transport.close_code == ws::close_code::policy_error);
+}
+
+// Sessions whose swarm requests a real mesh serves, as the owner worker would: its results go
+// to the sessions of the connections they are for.
+struct meshed_session {
+  cfg::config config = cfg::load({});
+  fake_transport transport;
+  fake_router router;
+  swarmcoord::metrics::native_session_counters counters;
+  ss::native_session session;
+  std::size_t routed = 0;  // owner requests already served
+
+  meshed_session(swarmcoord::swarm::connection_id id, nv::peer_id peer)
+      : session{transport, router, counters, config, id, ip_address::v4(198, 51, 100, static_cast<std::uint8_t>(id)),
+                location{}, [peer] { return peer; }} {
+    config.server.max_protocol_errors = 3;
+  }
+  void send(const std::string& text) { session.on_message(text); }
+  std::vector<json> received(const std::string& type) const {
+    std::vector<json> found;
+    for (const auto& text : transport.sent)
+      if (auto j = json::parse(text); j.value("type", "") == type) found.push_back(j);
+    return found;
+  }
+};
+
+struct mesh_owner {
+  swarmcoord::swarm::mesh m{swarmcoord::swarm::mesh_config{}};
+  std::map<swarmcoord::swarm::connection_id, meshed_session*> sessions;
+
+  void add(swarmcoord::swarm::connection_id id, meshed_session& s) { sessions[id] = &s; }
+  // Serves what every session routed since the last call, then delivers every result.
+  void run() {
+    std::vector<swarmcoord::swarm::mesh_outgoing> out;
+    for (auto& [id, s] : sessions)
+      for (; s->routed < s->router.to_owner_calls.size(); ++s->routed) {
+        auto& r = std::get<ss::native_request>(s->router.to_owner_calls[s->routed].request);
+        std::visit(ss::overloaded{
+                       [&](nv::join& j) { m.on_join(r.who, std::move(j), 0, out); },
+                       [&](nv::signal& sig) { m.on_signal(r.who, std::move(sig), 0, out); },
+                       [&](auto&) { FAIL("not used here"); },
+                   },
+                   r.message);
+      }
+    for (auto& o : out) {
+      const auto type = static_cast<std::uint8_t>(o.message.index());
+      sessions.at(o.to)->session.on_home_message(ss::outbound{std::make_shared<const std::string>(nv::encode(o.message)), type});
+    }
+    for (auto& [id, s] : sessions) s->router.deliver_home(s->session);
+  }
+};
+
+std::string signal_to(nv::peer_id to, const std::string& sdp) {
+  nv::signal s;
+  s.swarm = swarm_url(1);
+  s.to = to;
+  s.data.text = R"({"type":"offer","sdp":")" + sdp + R"("})";
+  return nv::encode_signal(s);
+}
+
+TEST_CASE("native session: a signal to a member that is not a neighbour comes back not_linked", "[session]") {
+  constexpr nv::peer_id a_id = 0xa000000000000001, b_id = 0xb000000000000002, c_id = 0xc000000000000003;
+  meshed_session a(1, a_id), b(2, b_id), c(3, c_id);
+  mesh_owner owner;
+  owner.add(1, a);
+  owner.add(2, b);
+  owner.add(3, c);
+  for (auto* s : {&a, &b, &c}) s->send(hello());
+  nv::join seed;
+  seed.swarm = swarm_url(1);
+  seed.size = 1 << 20;
+  seed.block_size = 65536;
+  seed.have = nv::join::holding::all;
+  a.send(nv::encode_join(seed));
+  b.send(join(1));
+  c.send(join(1));
+  owner.run();
+  // B and C both have the seed A, which is useful to them, and not each other.
+  const auto neighbours = [&](nv::peer_id id) {
+    std::set<nv::peer_id> ids;
+    for (const auto& [n, initiator] : owner.m.neighbors_of(swarm_url(1), id)) ids.insert(n);
+    return ids;
+  };
+  REQUIRE(neighbours(b_id) == std::set<nv::peer_id>{a_id});
+  REQUIRE(neighbours(c_id) == std::set<nv::peer_id>{a_id});
+
+  b.send(signal_to(a_id, "from-b"));
+  owner.run();
+  REQUIRE(a.received("signal").size() == 1);
+  CHECK(a.received("signal")[0]["from"] == nv::format_peer_id(b_id));
+  CHECK(a.received("signal")[0]["data"]["sdp"] == "from-b");
+
+  // C to B, again and again (more than max_protocol_errors): each an error to C, nothing to B.
+  for (int i = 0; i < 5; ++i) c.send(signal_to(b_id, "from-c"));
+  owner.run();
+  const auto errors = c.received("error");
+  REQUIRE(errors.size() == 5);
+  for (const auto& e : errors) {
+    CHECK(e["code"] == "not_linked");
+    CHECK(e["ref"] == "signal");
+    CHECK(e["swarm"] == swarm_url(1));
+  }
+  CHECK(b.received("signal").empty());
+  // The swarm's refusals of well-formed messages don't count toward closing the connection,
+  // and are counted once, by the mesh.
+  CHECK(c.transport.close_calls == 0);
+  CHECK(c.counters.errors[code_index(nv::error_code::not_linked)] == 0);
+  CHECK(owner.m.counters().errors[code_index(nv::error_code::not_linked)] == 5);
+  CHECK(owner.m.counters().signal_failures_not_linked == 5);
+  // C's neighbour still hears it.
+  c.send(signal_to(a_id, "from-c"));
+  owner.run();
+  REQUIRE(a.received("signal").size() == 2);
+  CHECK(a.received("signal")[1]["from"] == nv::format_peer_id(c_id));
 }
 
 TEST_CASE("native session: home messages and closing", "[session]") {

@@ -90,6 +90,11 @@ struct harness {
     REQUIRE(t.check_invariants() == "");
   }
 
+  // How long an owner must not announce its pair before another connection may take it.
+  sw::time_ms owner_silence() const {
+    return sw::time_ms{t.config().interval_s} * 1000 + t.config().reannounce_grace_ms;
+  }
+
   wt::scrape_file scrape(const binary_id& ih) const {
     std::vector<wt::scrape_file> files;
     t.scrape({ih}, files);
@@ -125,7 +130,7 @@ struct one_offer_relayed {
   harness h;
   binary_id ih = info_hash(1), a = peer(1), b = peer(2);
   binary_id oid;
-  one_offer_relayed() : h(sw::tracker_config{}) {
+  explicit one_offer_relayed(sw::tracker_config config = {}) : h(config) {
     h.announce(2, ih, b);
     auto out = h.offer(1, ih, a, 1);
     auto relays = of_type<wt::offer_relay>(out);
@@ -327,8 +332,9 @@ TEST_CASE("a peer that reconnects from another network is near its new /24") {
   for (std::uint64_t seed = 1; seed <= 10; ++seed) {
     harness h({}, seed);
     for (connection_id c = 100; c < 130; ++c) h.announce(c, ih, peer(static_cast<int>(c)));
-    // Peer 1 first announces from 192.168.1.1, then reconnects from 10.0.0.1.
+    // Peer 1 first announces from 192.168.1.1, falls silent, then reconnects from 10.0.0.1.
     h.announce(1, ih, peer(1), wt::announce_event::started, std::nullopt, 0, ip_address::v4(192, 168, 1, 1));
+    h.now += h.owner_silence();
     h.announce(2, ih, peer(1), wt::announce_event::none, std::nullopt, 0, ip_address::v4(10, 0, 0, 1));
     auto out = h.offer(999, ih, peer(999), 1, ip_address::v4(10, 0, 0, 9));
     auto relays = of_type<wt::offer_relay>(out);
@@ -415,12 +421,26 @@ TEST_CASE("answers that do not match a relayed offer are dropped and counted") {
   CHECK(c.answers_relayed + c.answers_dropped_unknown_offer + c.answers_dropped_offerer_gone >= 1);
 }
 
-TEST_CASE("an answer goes to the offerer's current connection after it moved") {
-  one_offer_relayed s;
+TEST_CASE("an answer goes to the connection that owns the offerer's peer_id") {
+  sw::tracker_config config;
+  config.interval_s = 20;  // a silence shorter than offer_ttl, so that the offer is still live
+  config.reannounce_grace_ms = 10'000;
+  one_offer_relayed s(config);
   auto& h = s.h;
-  h.announce(5, s.ih, s.a, wt::announce_event::none);  // A reconnected on socket 5
+  // Socket 5 claims A's peer_id while socket 1 is alive: refused, and A's answer stays A's.
+  h.announce(5, s.ih, s.a, wt::announce_event::none);
   auto out = h.answer(2, s.ih, s.b, s.a, s.oid);
   auto relays = of_type<wt::answer_relay>(out);
+  REQUIRE(relays.size() == 1);
+  CHECK(relays[0].first == 1);
+
+  // A fell silent and reconnected on socket 5: answers to its offers follow it there.
+  const auto second = of_type<wt::offer_relay>(h.offer(1, s.ih, s.a, 1));
+  REQUIRE(second.size() == 1);
+  REQUIRE(h.owner_silence() < h.t.config().offer_ttl_ms);
+  h.now += h.owner_silence();
+  h.announce(5, s.ih, s.a, wt::announce_event::none);
+  relays = of_type<wt::answer_relay>(h.answer(2, s.ih, s.b, s.a, second[0].second.offer_id));
   REQUIRE(relays.size() == 1);
   CHECK(relays[0].first == 5);
 }
@@ -496,14 +516,75 @@ TEST_CASE("closing a connection removes every peer_id and info_hash announced on
   CHECK(h.t.totals().swarms == 0);
 }
 
-TEST_CASE("a re-announce from another connection moves the peer there") {
+// The refusal of an announce of someone else's peer_id: a warning with the info_hash (the
+// client keeps its socket), the pair released to the announcer, counted.
+void check_refused(const std::vector<sw::outgoing>& out, connection_id conn, const binary_id& ih) {
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].to == conn);
+  const auto* e = std::get_if<wt::request_error>(&out[0].message);
+  REQUIRE(e);
+  CHECK(e->reason == wt::error_reason::peer_id_in_use);
+  CHECK(e->info_hash == ih);
+  CHECK(e->action == "announce");
+  CHECK(wt::encode(out[0].message).find(R"("failure reason":"peer_id is in use by another connection")") !=
+        std::string::npos);
+}
+
+TEST_CASE("another connection can't take over, stop or answer for a peer_id whose owner is alive") {
+  harness h;
+  const auto ih = info_hash(1);
+  const auto a = peer(1), b = peer(2), c = peer(3);
+  h.announce(1, ih, a);  // A on socket 1
+  h.announce(2, ih, b);  // B on socket 2 saw A's peer_id in an offer
+  h.announce(3, ih, c);  // C on socket 3
+
+  // B announces A's peer_id, with offers: refused, nothing relayed, counted.
+  const auto unrelayed = h.t.counters().offers_unrelayed;
+  auto out = h.announce(2, ih, a, wt::announce_event::none, std::nullopt, 3);
+  check_refused(out, 2, ih);
+  CHECK(h.t.counters().errors[static_cast<std::size_t>(wt::error_reason::peer_id_in_use)] == 1);
+  CHECK(h.t.counters().offers_unrelayed == unrelayed + 3);
+  CHECK(h.t.counters().offers_relayed == 0);
+  std::vector<sw::released_peer> released;
+  h.t.take_released(released);
+  REQUIRE(released.size() == 1);  // socket 2 counted the pair when it sent the announce
+  CHECK(released[0].conn == 2);
+  CHECK(released[0].peer_id == a);
+  // Every event is refused alike, and none changes A: completed makes no seeder.
+  check_refused(h.announce(2, ih, a, wt::announce_event::completed, 0.0), 2, ih);
+  check_refused(h.announce(2, ih, a, wt::announce_event::started), 2, ih);
+  check_scrape(h, ih, 0, 3, 0);
+
+  // C's offers still reach A on socket 1 (and B on socket 2): over many rounds, never A via 2.
+  std::set<connection_id> reached;
+  for (int round = 0; round < 20; ++round) {
+    for (const auto& [conn, r] : of_type<wt::offer_relay>(h.offer(3, ih, c, 2))) {
+      reached.insert(conn);
+      CHECK(r.peer_id == c);
+    }
+  }
+  CHECK(reached == std::set<connection_id>{1, 2});
+
+  // B's stopped for A's peer_id is answered and changes nothing.
+  check_counts(response_of(h.announce(2, ih, a, wt::announce_event::stopped), 2), 0, 3);
+
+  // An answer to A's offer goes to socket 1, the owner of A.
+  auto relays = of_type<wt::offer_relay>(h.offer(1, ih, a, 1));
+  REQUIRE(relays.size() == 1);
+  const auto to = relays[0].first;
+  auto answers = of_type<wt::answer_relay>(h.answer(to, ih, to == 2 ? b : c, a, relays[0].second.offer_id));
+  REQUIRE(answers.size() == 1);
+  CHECK(answers[0].first == 1);
+  CHECK(h.t.check_invariants().empty());
+}
+
+TEST_CASE("a reconnecting client takes its peer_id once the old socket closed") {
   harness h;
   const auto ih = info_hash(1);
   h.announce(1, ih, peer(1));
+  check_refused(h.announce(2, ih, peer(1), wt::announce_event::none), 2, ih);
+  h.close(1);  // the transport closed socket 1 (by the client, or by the keep-alive)
   check_counts(response_of(h.announce(2, ih, peer(1), wt::announce_event::none), 2), 0, 1);
-
-  h.close(1);  // the old socket no longer owns the peer
-  check_scrape(h, ih, 0, 1, 0);
 
   // Offers to the peer go to its new socket.
   auto relays = of_type<wt::offer_relay>(h.offer(3, ih, peer(3), 1));
@@ -514,6 +595,62 @@ TEST_CASE("a re-announce from another connection moves the peer there") {
   check_scrape(h, ih, 0, 1, 0);  // only peer 3 is left
   h.close(3);
   CHECK(h.t.totals().swarms == 0);
+}
+
+TEST_CASE("an owner silent for interval_s plus the grace loses its peer_id to another connection") {
+  sw::tracker_config config;
+  config.interval_s = 120;
+  config.reannounce_grace_ms = 90'000;
+  harness h(config);
+  const auto ih = info_hash(1);
+  REQUIRE(h.owner_silence() == 210'000);
+  h.announce(1, ih, peer(1));
+  h.announce(4, ih, peer(4));
+
+  // Announces of the owner keep it alive, answers from it too; the silence counts from the last.
+  h.now += h.owner_silence() - 1;
+  h.announce(1, ih, peer(1), wt::announce_event::none);
+  h.now += h.owner_silence() - 1;
+  check_refused(h.announce(2, ih, peer(1), wt::announce_event::none), 2, ih);
+  // A relayed offer answered by peer 1 from its own socket is a sign of life...
+  auto relays = of_type<wt::offer_relay>(h.offer(4, ih, peer(4), 1));
+  REQUIRE(relays.size() == 1);
+  REQUIRE(relays[0].first == 1);
+  REQUIRE(of_type<wt::answer_relay>(h.answer(1, ih, peer(1), peer(4), relays[0].second.offer_id)).size() == 1);
+  h.now += h.owner_silence() - 1;
+  check_refused(h.announce(2, ih, peer(1), wt::announce_event::none), 2, ih);
+  // ...and a refused announce is none.
+  h.now += 1;
+  std::vector<sw::released_peer> released;
+  h.t.take_released(released);
+  released.clear();
+  check_counts(response_of(h.announce(2, ih, peer(1), wt::announce_event::none), 2), 0, 2);
+
+  // Socket 1 hears it lost the pair; from now on it is the one refused.
+  h.t.take_released(released);
+  REQUIRE(released.size() == 1);
+  CHECK(released[0].conn == 1);
+  check_refused(h.announce(1, ih, peer(1), wt::announce_event::none), 1, ih);
+  relays = of_type<wt::offer_relay>(h.offer(4, ih, peer(4), 1));
+  REQUIRE(relays.size() == 1);
+  CHECK(relays[0].first == 2);
+  // Closing socket 1 no longer touches the peer.
+  h.close(1);
+  check_scrape(h, ih, 0, 2, 0);
+  CHECK(h.t.counters().errors[static_cast<std::size_t>(wt::error_reason::peer_id_in_use)] == 3);
+}
+
+TEST_CASE("with no grace, an owner that missed one re-announce interval can be taken over") {
+  sw::tracker_config config;
+  config.interval_s = 30;
+  config.reannounce_grace_ms = 0;
+  harness h(config);
+  const auto ih = info_hash(1);
+  h.announce(1, ih, peer(1));
+  h.now += 29'999;
+  check_refused(h.announce(2, ih, peer(1)), 2, ih);
+  h.now += 1;
+  check_counts(response_of(h.announce(2, ih, peer(1)), 2), 0, 1);
 }
 
 TEST_CASE("stopped removes the peer and responds with the counts after removal") {
@@ -605,9 +742,11 @@ TEST_CASE("left == 0 makes a seeder without counting a download, left > 0 a leec
 // The per-connection peer cap is counted by the connection's WebTorrent session (across all
 // shards; tests/unit/test_webtorrent_session.cpp). The tracker tells it of pairs it loses
 // while it stays open.
-TEST_CASE("a pair moved to another connection or expired is reported released to its old owner") {
+TEST_CASE("a pair moved to another connection, refused or expired is reported released") {
   sw::tracker_config config;
   config.peer_ttl_ms = 10'000;
+  config.interval_s = 2;  // an owner silent for 2 s may be taken over
+  config.reannounce_grace_ms = 0;
   harness h(config);
   std::vector<sw::released_peer> released;
   h.announce(1, info_hash(1), peer(1));
@@ -622,7 +761,19 @@ TEST_CASE("a pair moved to another connection or expired is reported released to
   again.info_hash = info_hash(1);
   again.peer_id = peer(1);
   h.t.on_announce(1, addr(1), std::move(again), h.now, out, 41);
-  h.announce(3, info_hash(1), peer(1), wt::announce_event::none);  // peer 1 reconnected on 3
+  // Connection 3 announcing the pair while 1 is alive never held it: a release with its ticket.
+  wt::announce early;
+  early.info_hash = info_hash(1);
+  early.peer_id = peer(1);
+  h.t.on_announce(3, addr(3), std::move(early), h.now, out, 7);
+  h.t.take_released(released);
+  REQUIRE(released.size() == 1);
+  CHECK(released[0].conn == 3);
+  CHECK(released[0].ticket == 7);
+  released.clear();
+
+  h.now += 2'000;
+  h.announce(3, info_hash(1), peer(1), wt::announce_event::none);  // peer 1 silent, reconnected on 3
   h.t.take_released(released);
   REQUIRE(released.size() == 1);
   CHECK(released[0].conn == 1);

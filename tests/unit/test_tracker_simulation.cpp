@@ -3,7 +3,9 @@
 // The model tracks (info_hash, peer_id) -> connection, seeder flag and last announce time, the
 // download count of each swarm, and a log of every offer relay the tracker emitted. After every
 // step the tracker's own invariants must hold, its totals must equal the model's, and every
-// message it emitted must be explainable by the model.
+// message it emitted must be explainable by the model. A peer_id moves to another connection
+// only when its owner has been silent for interval_s plus the grace; before, the announce is
+// refused and the pair released to the announcer.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -86,10 +88,12 @@ class simulation {
   std::size_t relays_seen() const { return offer_log_.size(); }
   std::size_t answers_relayed() const { return answers_relayed_; }
   std::size_t moves() const { return moves_; }
+  std::size_t refusals() const { return refusals_; }
   std::size_t releases() const { return releases_; }
   std::size_t expired() const { return expired_; }
 
  private:
+  time_ms owner_silence() const { return time_ms{config_.interval_s} * 1000 + config_.reannounce_grace_ms; }
   int uniform(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
   bool chance(int percent) { return uniform(0, 99) < percent; }
   connection_id pick_connection() { return static_cast<connection_id>(uniform(1, connection_count)); }
@@ -185,8 +189,25 @@ class simulation {
       return;
     }
 
-    // A move: the connection that owned the pair hears that it lost it.
-    const bool moving = it != peers_.end() && it->second.conn != conn;
+    // Another connection's peer_id: refused while its owner is alive, else moved (the owner
+    // hears that it lost it).
+    const bool other_owner = it != peers_.end() && it->second.conn != conn;
+    if (other_owner && now_ - it->second.last_seen < owner_silence()) {
+      REQUIRE(out.size() == 1);
+      CHECK(out[0].to == conn);
+      const auto* e = std::get_if<wt::request_error>(&out[0].message);
+      REQUIRE(e != nullptr);
+      CHECK(e->reason == wt::error_reason::peer_id_in_use);
+      CHECK(e->info_hash == info_hash_of(ih));
+      CHECK(after.errors[static_cast<std::size_t>(wt::error_reason::peer_id_in_use)] ==
+            before.errors[static_cast<std::size_t>(wt::error_reason::peer_id_in_use)] + 1);
+      CHECK(after.offers_relayed == before.offers_relayed);
+      CHECK(after.offers_unrelayed - before.offers_unrelayed == offers.size() + skipped);
+      expect_released({{conn, ih, pid}});
+      ++refusals_;
+      return;
+    }
+    const bool moving = other_owner;
     if (moving) expect_released({{it->second.conn, ih, pid}});
     else expect_released({});
 
@@ -334,7 +355,8 @@ class simulation {
     CHECK(r->peer_id == peer_of(answerer));
     CHECK(r->offer_id == oid);
     CHECK(r->sdp == sdp);
-    if (auto a = peers_.find({ih, answerer}); a != peers_.end()) a->second.last_seen = now_;
+    // A sign of life of the answerer, when it comes from the connection that owns it.
+    if (auto a = peers_.find({ih, answerer}); a != peers_.end() && a->second.conn == conn) a->second.last_seen = now_;
   }
 
   void random_close() {
@@ -420,12 +442,13 @@ class simulation {
   std::map<pair_key, model_peer> peers_;
   std::map<int, std::uint64_t> downloaded_;
   std::vector<model_offer> offer_log_;
-  std::size_t answers_relayed_ = 0, moves_ = 0, releases_ = 0, expired_ = 0;
+  std::size_t answers_relayed_ = 0, moves_ = 0, refusals_ = 0, releases_ = 0, expired_ = 0;
 };
 
 sw::tracker_config simulation_config() {
   sw::tracker_config c;
-  c.interval_s = 120;
+  c.interval_s = 30;  // with the grace, an owner silent for 45 s may lose its peer_id
+  c.reannounce_grace_ms = 15'000;
   c.max_offers = 3;
   c.offer_ttl_ms = 60'000;
   c.peer_ttl_ms = 120'000;
@@ -444,7 +467,8 @@ TEST_CASE("randomized tracker simulation agrees with a model of swarms, offers a
   CHECK(sim.relays_seen() > 200);
   CHECK(sim.answers_relayed() > 20);
   CHECK(sim.moves() > 5);
-  CHECK(sim.releases() > sim.moves());  // moves and expiries
+  CHECK(sim.refusals() > 5);
+  CHECK(sim.releases() > sim.moves() + sim.refusals());  // moves, refusals and expiries
   CHECK(sim.expired() > 5);
 }
 

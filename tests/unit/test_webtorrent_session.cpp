@@ -10,6 +10,7 @@
 
 #include "fake_session_peers.hpp"
 #include "server/sessions/webtorrent_session.hpp"
+#include "server/swarm/tracker.hpp"
 #include "test_ids.hpp"
 
 namespace {
@@ -260,6 +261,89 @@ TEST_CASE("webtorrent session: the pair cap covers every info_hash of the connec
     h.session.on_home_message(ss::pair_released{info_hash(2), peer(1), h.ticket_of(2, 1)});
     CHECK(h.session.pairs_held() == 1);
   }
+}
+
+// The owner of the swarms, played by a real tracker: runs the announces the session routed
+// since the last call and brings the results for the session's connection home, as a worker
+// does (outbound messages, then releases).
+struct tracker_owner {
+  swarmcoord::swarm::tracker t{swarmcoord::swarm::tracker_config{}};
+  std::size_t done = 0;
+  swarmcoord::swarm::time_ms now = 1'000'000;
+
+  void announce_from(swarmcoord::swarm::connection_id conn, int ih, int pid) {
+    wt::announce a;
+    a.info_hash = info_hash(ih);
+    a.peer_id = peer(pid);
+    std::vector<swarmcoord::swarm::outgoing> out;
+    t.on_announce(conn, ip_address::v4(203, 0, 113, 9), std::move(a), now, out);
+  }
+  void run(harness& h) {
+    std::vector<swarmcoord::swarm::outgoing> out;
+    for (; done < h.router.to_owner_calls.size(); ++done) {
+      auto* r = std::get_if<ss::announce_request>(&h.router.to_owner_calls[done].request);
+      REQUIRE(r);
+      t.on_announce(r->from, r->address, std::move(r->announce), now, out, r->ticket);
+    }
+    for (auto& o : out) {
+      REQUIRE(o.to == harness::id);
+      const auto type = static_cast<std::uint8_t>(o.message.index());
+      h.session.on_home_message(ss::outbound{std::make_shared<const std::string>(wt::encode(o.message)), type});
+    }
+    std::vector<swarmcoord::swarm::released_peer> released;
+    t.take_released(released);
+    for (const auto& r : released) {
+      REQUIRE(r.conn == harness::id);
+      h.session.on_home_message(ss::pair_released{r.info_hash, r.peer_id, r.ticket});
+    }
+  }
+};
+
+TEST_CASE("webtorrent session: an announce of a peer_id another connection holds gets a failure, no slot",
+          "[session]") {
+  harness h;  // max_protocol_errors = 3, max_peers = 2
+  tracker_owner owner;
+  owner.announce_from(77, 1, 1);  // connection 77 holds peer 1 in swarm 1
+  h.announce(1, 1);
+  owner.run(h);
+
+  REQUIRE(h.transport.sent.size() == 1);
+  const auto reply = json::parse(h.transport.sent[0]);
+  // The warning shape: the client keeps its socket and announces again later.
+  CHECK(reply.value("action", "") == "announce");
+  CHECK(reply.value("info_hash", "") == id_text(info_hash(1)));
+  CHECK(reply.value("failure reason", "") == "peer_id is in use by another connection");
+  CHECK(h.counters.sent[error_type] == 1);
+  // Counted once, by the tracker that refused it.
+  CHECK(owner.t.counters().errors[reason_index(wt::error_reason::peer_id_in_use)] == 1);
+  CHECK(h.counters.errors[reason_index(wt::error_reason::peer_id_in_use)] == 0);
+  // The pair never was this connection's: its slot came back.
+  CHECK(h.session.pairs_held() == 0);
+
+  // Refusals are replies to valid messages: many in a row neither close the connection nor
+  // use up the pair cap.
+  for (int i = 0; i < 5; ++i) h.announce(1, 1, wt::announce_event::none);
+  owner.run(h);
+  CHECK(h.transport.sent.size() == 6);
+  CHECK(h.transport.close_calls == 0);
+  CHECK(h.router.home_closes().empty());
+  CHECK(h.session.pairs_held() == 0);
+  h.announce(2, 2);
+  h.announce(3, 2);
+  owner.run(h);
+  CHECK(h.session.pairs_held() == 2);
+  CHECK(h.counters.errors[reason_index(wt::error_reason::too_many_peers)] == 0);
+
+  // Once connection 77 is gone, this one takes the peer_id (a client that reconnected).
+  owner.t.on_connection_closed(77);
+  h.announce(3, 2, wt::announce_event::stopped);  // room for it
+  h.announce(1, 1, wt::announce_event::none);
+  owner.run(h);
+  CHECK(h.session.pairs_held() == 2);
+  const auto last = json::parse(h.transport.sent.back());
+  CHECK_FALSE(last.contains("failure reason"));
+  CHECK(last.value("info_hash", "") == id_text(info_hash(1)));
+  CHECK(last.value("complete", 0) == 1);  // this connection's peer alone
 }
 
 TEST_CASE("webtorrent session: home messages go to the transport and are counted when taken", "[session]") {
