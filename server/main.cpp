@@ -108,11 +108,13 @@ int serve(const config::config& cfg) {
     return ep.address().is_v6() ? "[" + ep.address().to_string() + "]:" + std::to_string(ep.port())
                                 : ep.address().to_string() + ":" + std::to_string(ep.port());
   };
+  // SIGTERM/SIGINT: drain, then exit 0. A second signal: exit at once. Caught from before the
+  // "listening" line, which supervisors and tests take as the go-ahead to signal (asio keeps a
+  // signal that arrives before the wait below).
+  asio::signal_set signals(control, SIGINT, SIGTERM);
   spdlog::info("swarmcoord {} listening public={} admin={} workers={} tls={}", version, show(rt.public_endpoint()),
                show(admin_at), rt.worker_count(), rt.tls() ? "on" : "off");
 
-  // SIGTERM/SIGINT: drain, then exit 0. A second signal: exit at once.
-  asio::signal_set signals(control, SIGINT, SIGTERM);
   asio::steady_timer drain_poll(control);
   std::chrono::steady_clock::time_point deadline;
   std::function<void()> poll = [&] {

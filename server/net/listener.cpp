@@ -4,7 +4,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <mutex>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
@@ -16,31 +19,54 @@ using tcp = asio::ip::tcp;
 
 namespace {
 constexpr int accept_batch = 32;
+
+// Every listener's reserve, and the lock that every accept and every reserve taken or given
+// up happens under. Without it, a descriptor that one listener frees to accept on can go to
+// another thread's accept meanwhile: the first is then left with neither (its clients wait in
+// its backlog, its own reserve gone for good), and the admin listener's reserve, spent on a
+// connection it serves, would go to the public port the moment that connection ends.
+struct reserves {
+  std::mutex m;
+  std::vector<int*> slots;  // each listener's reserve_fd_, -1 while spent
+};
+reserves& all_reserves() {
+  static reserves r;
+  return r;
 }
+
+// Under the lock, before each pass of accepts: a reserve spent since is the first use of a
+// free descriptor (may fail while they are short: tried again on the next pass).
+void refill(reserves& r) {
+  for (int* fd : r.slots)
+    if (*fd < 0) *fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+}  // namespace
 
 listener::listener(tcp::acceptor&& acceptor, factory on_accept, observer watch, when_out_of_descriptors policy)
     : acceptor_(std::move(acceptor)), on_accept_(std::move(on_accept)), watch_(std::move(watch)), policy_(policy),
       backoff_(acceptor_.get_executor()) {
-  take_reserve();
+  auto& r = all_reserves();
+  std::lock_guard lock(r.m);
+  r.slots.push_back(&reserve_fd_);
+  refill(r);
 }
 
 listener::~listener() {
+  auto& r = all_reserves();
+  std::lock_guard lock(r.m);
+  std::erase(r.slots, &reserve_fd_);
   if (reserve_fd_ >= 0) ::close(reserve_fd_);
-}
-
-void listener::take_reserve() {
-  if (reserve_fd_ < 0) reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
 // Accepts one waiting connection on the reserved descriptor. False when there was none to
 // give up, or nothing waiting.
-bool listener::use_reserve() {
+bool listener::use_reserve(std::vector<tcp::socket>& serve) {
   if (reserve_fd_ < 0) return false;
   ::close(reserve_fd_);
   reserve_fd_ = -1;
   const int fd = ::accept4(acceptor_.native_handle(), nullptr, nullptr, SOCK_CLOEXEC);
   if (fd < 0) {
-    take_reserve();
+    reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     return false;
   }
   if (policy_ == when_out_of_descriptors::serve) {
@@ -48,18 +74,17 @@ bool listener::use_reserve() {
     tcp::socket socket(acceptor_.get_executor());
     socket.assign(acceptor_.local_endpoint().protocol(), fd, ec);
     if (!ec) {
-      admit(std::move(socket));
-      take_reserve();  // may fail while descriptors are short: tried again on the next accept
+      serve.push_back(std::move(socket));  // on the reserve's descriptor until it ends
       return true;
     }
   }
   ::close(fd);
-  take_reserve();
+  reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (watch_.shed) watch_.shed();
   return true;
 }
 
-bool listener::on_accept_error(const boost::system::error_code& ec) {
+bool listener::on_accept_error(const boost::system::error_code& ec, std::vector<tcp::socket>& serve) {
   const int err = ec.value();
   if (watch_.accept_failed) watch_.accept_failed(err);
   if (err == EMFILE || err == ENFILE) {
@@ -72,7 +97,7 @@ bool listener::on_accept_error(const boost::system::error_code& ec) {
                    acceptor_.local_endpoint().port(), ec.message(),
                    policy_ == when_out_of_descriptors::serve ? "serving on the reserved descriptor"
                                                              : "closing new connections at once");
-    return use_reserve();
+    return use_reserve(serve);
   }
   spdlog::debug("accept failed: {}", ec.message());
   return false;
@@ -94,7 +119,7 @@ tcp::acceptor listener::bind(asio::any_io_executor ex, const tcp::endpoint& at, 
 tcp::endpoint listener::local_endpoint() const { return acceptor_.local_endpoint(); }
 
 void listener::start() {
-  // The batch in do_accept() accepts synchronously, which must never block.
+  // accept_waiting() accepts synchronously, which must never block.
   acceptor_.non_blocking(true);
   do_accept();
 }
@@ -111,33 +136,46 @@ void listener::admit(tcp::socket socket) {
 }
 
 void listener::do_accept() {
-  acceptor_.async_accept([self = shared_from_this()](boost::system::error_code ec, tcp::socket socket) {
+  acceptor_.async_wait(tcp::acceptor::wait_read, [self = shared_from_this()](boost::system::error_code ec) {
     if (ec == asio::error::operation_aborted || !self->acceptor_.is_open()) return;
-    if (ec) {
-      // Out of descriptors, the waiting connection is taken on the reserve and the loop goes
-      // on; otherwise (or with no reserve left) it retries after a pause instead of spinning.
-      if (!self->on_accept_error(ec)) {
-        self->backoff_.expires_after(std::chrono::milliseconds(50));
-        self->backoff_.async_wait([self](boost::system::error_code) {
-          if (self->acceptor_.is_open()) self->do_accept();
-        });
-        return;
+    if (self->accept_waiting()) return self->do_accept();
+    // Failed otherwise than for descriptors (or with no reserve left): retry after a pause
+    // instead of spinning.
+    self->backoff_.expires_after(std::chrono::milliseconds(50));
+    self->backoff_.async_wait([self](boost::system::error_code) {
+      if (self->acceptor_.is_open()) self->do_accept();
+    });
+  });
+}
+
+// Takes what waits in the backlog, up to a batch: one accept per pass through a busy worker's
+// queue of handlers lets new clients in far too slowly (a reconnect storm, say). The accepts
+// run under the lock of every listener's reserve (see all_reserves); the sessions start after.
+bool listener::accept_waiting() {
+  std::vector<tcp::socket> accepted;
+  bool ok = true;
+  {
+    auto& r = all_reserves();
+    std::lock_guard lock(r.m);
+    refill(r);
+    for (int i = 0; i < accept_batch; ++i) {
+      tcp::socket socket(acceptor_.get_executor());
+      boost::system::error_code ec;
+      acceptor_.accept(socket, ec);
+      if (!ec) {
+        accepted.push_back(std::move(socket));
+        continue;
       }
-    } else {
-      self->take_reserve();
-      self->admit(std::move(socket));
-      // Take what else waits in the backlog now: one accept per pass through a busy worker's
-      // queue of handlers lets new clients in far too slowly (a reconnect storm, say).
-      for (int i = 0; i < accept_batch; ++i) {
-        tcp::socket more(self->acceptor_.get_executor());
-        boost::system::error_code more_ec;
-        self->acceptor_.accept(more, more_ec);
-        if (more_ec) break;  // would_block: the backlog is empty
-        self->admit(std::move(more));
+      if (ec == asio::error::would_block || ec == asio::error::try_again) break;  // drained
+      // Out of descriptors, the waiting connection is taken on the reserve and the pass goes on.
+      if (!on_accept_error(ec, accepted)) {
+        ok = false;
+        break;
       }
     }
-    self->do_accept();
-  });
+  }
+  for (auto& socket : accepted) admit(std::move(socket));
+  return ok;
 }
 
 }  // namespace swarmcoord::net

@@ -8,8 +8,14 @@
 // then either closes it at once (shedding: the client learns now, not after a timeout) or,
 // for the admin listener, serves it, so that /metrics still answers when the public port is
 // swamped. The reserve is taken again as soon as a descriptor is free.
+//
+// Descriptors are the process's, shared by every thread: every listener's accepts and
+// reserves go under one lock (see listener.cpp), so that a reserve given up is the very
+// descriptor the accept gets, and a reserve spent serving is taken again before any other
+// accept can have the descriptor freed when that connection ends.
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -38,19 +44,23 @@ class listener : public std::enable_shared_from_this<listener> {
                                              const boost::asio::ip::tcp::endpoint& at, bool reuse_port);
 
  private:
+  // Waits for the acceptor to be readable (again at once when a batch left some waiting:
+  // the reactor re-arms the edge on every wait), then accept_waiting().
   void do_accept();
+  // Accepts what waits, up to a batch, and starts their sessions; false when an accept
+  // failed in a way that wants a pause before the next try.
+  bool accept_waiting();
   void admit(boost::asio::ip::tcp::socket socket);
-  // Counts and reports a failed accept; true when it took the waiting connection on the
-  // reserve (accept again at once).
-  bool on_accept_error(const boost::system::error_code& ec);
-  bool use_reserve();
-  void take_reserve();
+  // Under the accept lock. Counts and reports a failed accept; true when it took the waiting
+  // connection on the reserve (shed, or added to `serve`): accept again at once.
+  bool on_accept_error(const boost::system::error_code& ec, std::vector<boost::asio::ip::tcp::socket>& serve);
+  bool use_reserve(std::vector<boost::asio::ip::tcp::socket>& serve);
   boost::asio::ip::tcp::acceptor acceptor_;
   factory on_accept_;
   observer watch_;
   when_out_of_descriptors policy_;
   boost::asio::steady_timer backoff_;
-  int reserve_fd_ = -1;
+  int reserve_fd_ = -1;  // under the accept lock
 };
 
 }  // namespace swarmcoord::net

@@ -23,9 +23,13 @@ export class Daemon {
     this.exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
   }
 
-  // args: extra command-line arguments, e.g. ['--set', 'server.threads=1'].
-  static async start(args = [], { env = {}, timeoutMs = 10000 } = {}) {
-    const proc = spawn(binary, [
+  // args: extra command-line arguments, e.g. ['--set', 'server.threads=1']. wrapper: a command
+  // that execs the binary (given as its last arguments), e.g. ['prlimit', '--nofile=64:96', '--'];
+  // the process is then the binary itself once the wrapper has exec'd.
+  static async start(args = [], { env = {}, timeoutMs = 10000, wrapper = [] } = {}) {
+    const [command, ...prefix] = [...wrapper, binary];
+    const proc = spawn(command, [
+      ...prefix,
       '--set', 'server.listen=127.0.0.1:0',
       '--set', 'admin.listen=127.0.0.1:0',
       ...args,
