@@ -112,7 +112,8 @@ const std::vector<key_spec>& schema() {
        "that reconnected takes its peer_id back. The grace covers late timers of background tabs.",
        0, 86400},
       {"tracker", "max_peers_per_connection", kind::integer, "100",
-       "(info_hash, peer_id) pairs one connection may hold at once; further ones get too_many_peers.", 1, 100000},
+       "(info_hash, peer_id) pairs one connection may hold at once, across every worker; further ones\n"
+       "get too_many_peers.", 1, 100000},
       {"tracker", "max_scrape_all", kind::integer, "0",
        "Swarms listed at most by a scrape without info_hash. 0 (the default) answers it with no\n"
        "swarm at once: no real client needs it, and a 19-byte request could fetch a large list.", 0, 1'000'000},
