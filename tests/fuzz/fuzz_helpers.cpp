@@ -1,10 +1,12 @@
 // The small codecs under both protocols: binary ids (latin1 in UTF-8), bitfields, base64, the
-// UTF-8 checks, JSON string escaping and repair, peer ids, and client addresses. The first
+// UTF-8 checks, JSON string escaping and repair, peer ids, client addresses, and the server
+// side of WebSocket framing (handshake key, frame headers, close payloads). The first
 // byte picks the helper, the rest is its input. Each decode that succeeds encodes back to
 // exactly its input (the codecs accept canonical forms only), and each writer's output reads
 // back as what was written.
 #include <fuzzer/FuzzedDataProvider.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -169,19 +171,51 @@ void addresses(FuzzedDataProvider& in) {
                forwarded.find_first_of("0123456789abcdefABCDEF:") != std::string::npos);
 }
 
+void websocket_server_side(FuzzedDataProvider& in) {
+  namespace ws = proto::websocket;
+  const auto key = in.ConsumeBytesAsString(in.ConsumeIntegralInRange<std::size_t>(0, 30));
+  if (const auto accept = ws::accept_key(key)) {
+    FUZZ_REQUIRE(key.size() == 24 && accept->size() == 28);
+    const auto digest = proto::base64_decode(*accept);
+    FUZZ_REQUIRE(digest && digest->size() == 20);  // SHA-1
+  }
+  const auto reason = in.ConsumeRandomLengthString(300);
+  const auto close = ws::close_payload(ws::close_code::going_away, reason);
+  FUZZ_REQUIRE(close.size() <= 125 && close.size() == 2 + std::min<std::size_t>(reason.size(), 123));
+
+  // A server header, given the mask bit and a key as a client sends it, frames the payload the
+  // decoder takes back, whatever its length.
+  const auto payload_size = in.PickValueInArray<std::size_t>({0, 1, 125, 126, 127, 65535, 65536, 70000}) +
+                            in.ConsumeIntegralInRange<std::size_t>(0, 3);
+  const auto fill = in.ConsumeIntegral<char>();
+  char header[ws::max_header_bytes];
+  const auto n = ws::write_header(header, ws::opcode::binary, payload_size);
+  FUZZ_REQUIRE(n == ws::header_size(payload_size) && n <= ws::max_header_bytes);
+  std::string frame(header, n);
+  frame[1] = static_cast<char>(frame[1] | 0x80);
+  const char mask[4] = {1, 2, 3, 4};
+  frame.append(mask, 4);
+  for (std::size_t i = 0; i < payload_size; ++i) frame.push_back(static_cast<char>(fill ^ mask[i % 4]));
+  ws::decoder decoder(1 << 20);
+  const auto e = decoder.next(frame.data(), frame.size());
+  FUZZ_REQUIRE(e.what == ws::event::kind::message && e.binary && e.consumed == frame.size());
+  FUZZ_REQUIRE(e.payload == std::string(payload_size, fill));
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
   const std::string_view rest(reinterpret_cast<const char*>(data) + 1, size - 1);
   FuzzedDataProvider in(data + 1, size - 1);
-  switch (data[0] % 6) {
+  switch (data[0] % 7) {
     case 0: binary_ids(rest); break;
     case 1: base64(rest); break;
     case 2: bitfields(in); break;
     case 3: utf8_and_json_strings(rest); break;
     case 4: peer_ids(rest); break;
     case 5: addresses(in); break;
+    case 6: websocket_server_side(in); break;
   }
   return 0;
 }

@@ -95,6 +95,9 @@ def helpers():
     write(t, 'bitfield', b'\x02' + b'\xc0\x40\xff\x00' + struct.pack('<I', 10)[::-1])
     write(t, 'utf8', b'\x03' + 'sdp v=0\r\n "quoted" \\ é € 😀 \x01'.encode() + b'\xc3\x28\xed\xa0\x80')
     write(t, 'peer-id', b'\x04' + b'3f2a9c0d00000007')
+    # From the front the key (RFC 6455's example) and a close reason (a backslash ends it); from the end (read last
+    # to first) the key's length, the payload size's pick and addend, the fill byte.
+    write(t, 'websocket-key', b'\x06' + b'dGhlIHNhbXBsZSBub25jZQ==' + b'going away\\n' + b'x\x01\x03\x18')
     write(t, 'address', b'\x05' + b'\x0c10.0.0.0/8\x2010.1.2.3, 192.0.2.7, [2001:db8::1]:443for="[2001:db8::2]:80";proto=https')
 
 
