@@ -48,3 +48,26 @@ bench: build-all node-deps
 
 clean:
 	rm -rf $(BUILD_DIR) tests/node/node_modules clients/node/node_modules
+
+# libFuzzer targets (tests/fuzz), built with clang-14 and ASan/UBSan in a folder of their own;
+# each runs FUZZ_SECONDS from its seed corpus. fuzz-smoke is the short run CI does.
+.PHONY: fuzz fuzz-smoke fuzz-build fuzz-deps
+FUZZ_BUILD_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 30
+
+fuzz-deps:
+	deploy/install-deps.sh fuzz
+
+$(FUZZ_BUILD_DIR)/build.ninja: CMakeLists.txt tests/fuzz/CMakeLists.txt
+	cmake -S . -B $(FUZZ_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSWARMCOORD_FUZZ=ON \
+	  -DCMAKE_CXX_COMPILER=clang++-14
+
+fuzz-build: fuzz-deps $(FUZZ_BUILD_DIR)/build.ninja
+	cmake --build $(FUZZ_BUILD_DIR)
+
+fuzz: fuzz-build
+	tests/fuzz/run.sh $(FUZZ_BUILD_DIR) $(FUZZ_SECONDS)
+
+fuzz-smoke: fuzz-build
+	tests/fuzz/run.sh $(FUZZ_BUILD_DIR) $(FUZZ_SMOKE_SECONDS)

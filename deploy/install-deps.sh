@@ -3,6 +3,7 @@
 #   deploy/install-deps.sh build   compiler, CMake and the libraries (for `make run`)
 #   deploy/install-deps.sh test    build + what the test suites start (for `make test`)
 #   deploy/install-deps.sh image   what `make image-test` needs (podman, debootstrap)
+#   deploy/install-deps.sh fuzz    build + clang 14 and libFuzzer (for `make fuzz`)
 set -euo pipefail
 
 build_pkgs=(g++ cmake ninja-build ccache pkg-config
@@ -11,13 +12,15 @@ build_pkgs=(g++ cmake ninja-build ccache pkg-config
 test_pkgs=(nodejs npm iproute2 util-linux openssl curl procps coturn libmaxmind-db-writer-perl
   chromium nginx-light ffmpeg)
 image_pkgs=(podman debootstrap buildah fuse-overlayfs uidmap curl)
+fuzz_pkgs=(clang-14 libclang-rt-14-dev libfuzzer-14-dev)
 
 want=("${build_pkgs[@]}")
 case "${1:-build}" in
   build) ;;
   test) want+=("${test_pkgs[@]}") ;;
   image) want+=("${image_pkgs[@]}") ;;
-  *) echo "usage: $0 build|test|image" >&2; exit 2 ;;
+  fuzz) want+=("${fuzz_pkgs[@]}") ;;
+  *) echo "usage: $0 build|test|image|fuzz" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -1,6 +1,7 @@
 #include "protocol/webtorrent.hpp"
 
 #include <charconv>
+#include <cmath>
 
 #include "protocol/json_dom.hpp"
 #include "protocol/json_escape.hpp"
@@ -320,7 +321,10 @@ std::string encode_announce(const announce& a) {
   }
   if (a.left) {
     out.append(R"(,"left":)");
-    append_double(out, *a.left);
+    // JSON has no infinities or NaN, and null would read back as no left at all; these strings
+    // read back the same here (parse_left) and in JavaScript (Number("Infinity")).
+    if (std::isfinite(*a.left)) append_double(out, *a.left);
+    else out.append(std::isnan(*a.left) ? R"("NaN")" : *a.left > 0 ? R"("Infinity")" : R"("-Infinity")");
   }
   if (!a.offers.empty()) {
     out.append(R"(,"offers":)");

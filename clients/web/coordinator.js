@@ -3,6 +3,9 @@
 // says hello again and re-joins every swarm with the bitfield its owner holds now. Owners
 // (one per swarm) receive `joined`, `neighbors`, `signal` and `error` through callbacks.
 
+// The swarm key of a URL lives in its own module; importers of this one find it here too.
+export { swarmKey } from './swarm-key.js';
+
 const BACKOFF_MIN_MS = 250;
 const BACKOFF_MAX_MS = 30000;
 
@@ -125,46 +128,3 @@ export class Coordinator {
     this.ready = false;
   }
 }
-
-// The swarm key the coordinator uses for a URL (protocol/README.md, "Swarm keys"; the same
-// steps as protocol/swarm_url.cpp): scheme and host lower-cased, the default port and the
-// fragment dropped, an empty path made `/`, path and query kept byte for byte. Returns null
-// for what the coordinator would refuse.
-export function swarmKey(url) {
-  // The limit is in UTF-8 bytes, and only ASCII letters are lower-cased, as on the server.
-  if (typeof url !== 'string' || url.length === 0 || /[\x00-\x20\x7f]/.test(url)) return null;
-  if (new TextEncoder().encode(url).length > 2048) return null;
-  url = url.split('#')[0];
-  const sep = url.indexOf('://');
-  if (sep < 0) return null;
-  const scheme = asciiLower(url.slice(0, sep));
-  if (scheme !== 'http' && scheme !== 'https') return null;
-  const rest = url.slice(sep + 3);
-  const pathStart = rest.search(/[/?]/);
-  const authority = pathStart < 0 ? rest : rest.slice(0, pathStart);
-  const path = pathStart < 0 ? '' : rest.slice(pathStart);
-  if (authority === '' || authority.includes('@')) return null;
-  let host;
-  let port = '';
-  if (authority[0] === '[') {
-    const close = authority.indexOf(']');
-    if (close <= 1) return null;
-    host = authority.slice(0, close + 1);
-    const after = authority.slice(close + 1);
-    if (after !== '') {
-      if (after[0] !== ':') return null;
-      port = after.slice(1);
-    }
-  } else {
-    const c = authority.lastIndexOf(':');
-    host = c < 0 ? authority : authority.slice(0, c);
-    if (c >= 0) port = authority.slice(c + 1);
-  }
-  if (host === '' || !/^\d{0,5}$/.test(port)) return null;
-  port = port.replace(/^0+(?=\d)/, '');
-  if (port !== '' && Number(port) > 65535) return null;
-  if ((scheme === 'http' && port === '80') || (scheme === 'https' && port === '443')) port = '';
-  return `${scheme}://${asciiLower(host)}${port ? ':' + port : ''}${path === '' || path[0] === '?' ? '/' : ''}${path}`;
-}
-
-function asciiLower(s) { return s.replace(/[A-Z]+/g, (m) => m.toLowerCase()); }

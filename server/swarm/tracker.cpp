@@ -404,8 +404,9 @@ std::string tracker::check_invariants() const {
       if (it == s.index.end() || it->second != i) return "index out of step";
       if (p.seeder) ++seeders;
       auto cit = connections_.find(p.conn);
+      // `&ih = ih`: clang before 16 can't capture a structured binding (the fuzz build's clang 14).
       if (cit == connections_.end() ||
-          std::none_of(cit->second.begin(), cit->second.end(), [&](const membership& m) {
+          std::none_of(cit->second.begin(), cit->second.end(), [&, &ih = ih](const membership& m) {
             return m.info_hash == ih && m.peer_id == p.peer_id;
           }))
         return "peer missing from its connection's memberships";

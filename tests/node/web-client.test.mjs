@@ -265,72 +265,17 @@ describe('manifest.js', () => {
 
 // ------------------------------------------------------------------ swarmKey() against the daemon
 
-// [url, why]; the expected key is whatever the daemon answers in `joined.swarm`, or null when
-// it answers `bad_url`.
+// [url, why]: the shared table (tests/fixtures/swarm-urls.json, also asserted against
+// protocol/swarm_url.cpp by the unit tests and against swarmKey() alone by
+// swarm-urls.test.mjs), plus lengths around the limit. The expected key is whatever the daemon
+// answers in `joined.swarm`, or null when it answers `bad_url`.
+const TABLE = JSON.parse(fs.readFileSync(new URL('../fixtures/swarm-urls.json', import.meta.url), 'utf8')).cases;
 const URLS = [
-  ['HTTPS://Example.COM:443/f.bin#x', 'scheme/host case, default port, fragment'],
-  ['https://example.com/f.bin', 'already normal'],
-  ['HtTp://EXAMPLE.com/Path/Q?A=B', 'path and query keep their case'],
-  ['http://example.com:80/a', 'http default port'],
-  ['http://example.com:443/a', '443 is not http\'s default'],
-  ['https://example.com:80/a', '80 is not https\'s default'],
-  ['http://example.com:0080/a', 'leading zeros, then default'],
-  ['http://example.com:08080/a', 'leading zero'],
-  ['http://example.com:00000/a', 'all zeros'],
-  ['http://example.com:0/a', 'port 0'],
-  ['http://example.com:000080/a', 'six digits with zeros'],
-  ['http://example.com:65535/a', 'highest port'],
-  ['http://example.com:65536/a', 'port too big'],
-  ['http://example.com:99999/a', 'five digits, too big'],
-  ['http://example.com:-1/a', 'negative port'],
-  ['http://example.com:8a/a', 'port with a letter'],
-  ['http://example.com:/a', 'empty port'],
-  ['http://example.com:8080:90/a', 'two colons (last one is the port)'],
-  ['http://:80/a', 'no host'],
-  ['http://[::1]:8080/x', 'IPv6 with port'],
-  ['http://[::1]:80/x', 'IPv6 with default port'],
-  ['http://[::1]:0080/x', 'IPv6, leading zeros'],
-  ['HTTP://[FE80::A%25ETH0]/x', 'IPv6 case and zone'],
-  ['http://[::1]/', 'IPv6 without port'],
-  ['http://[::1]:/', 'IPv6, empty port'],
-  ['http://[]/', 'empty brackets'],
-  ['http://[::1/x', 'no closing bracket'],
-  ['http://[::1]x/', 'junk after the bracket'],
-  ['http://[::1]:8x/', 'IPv6, bad port'],
-  ['http://example.com', 'empty path'],
-  ['http://example.com?q=1', 'empty path with query'],
-  ['https://example.com:443?q=1#f', 'default port, empty path, query, fragment'],
-  ['http://example.com?a/b', 'query with a slash before any path'],
-  ['http://example.com#frag', 'fragment only'],
-  ['http://example.com/a#b#c', 'two fragments'],
-  ['http://example.com/#', 'empty fragment'],
-  ['http://#/', 'fragment empties the authority'],
-  ['http://example.com/%7e/../a/./b?x=%2F&y', 'path kept byte for byte'],
-  ['http://example.com/a@b', '@ in the path is fine'],
-  ['http://user@example.com/', 'user info'],
-  ['http://user:pw@example.com:80/', 'user info with password'],
-  ['http://@example.com/', 'empty user info'],
-  ['ftp://example.com/', 'bad scheme'],
-  ['ws://example.com/', 'websocket scheme'],
-  ['httpss://example.com/', 'near miss scheme'],
-  ['example.com/x', 'no scheme'],
-  ['http:/example.com/', 'one slash'],
-  ['http://', 'nothing after the scheme'],
-  ['http:///path', 'empty authority'],
-  ['://example.com/', 'empty scheme'],
-  ['http://example.com/a b', 'space in the path'],
-  [' http://example.com/', 'leading space'],
-  ['http://example.com/ ', 'trailing space'],
-  ['http://example.com/a\tb', 'tab'],
-  ['http://example.com/a\x7fb', 'DEL'],
-  ['http://example.com/a\x01', 'control character'],
-  ['http://example.com/a#b c', 'space in the fragment'],
-  ['http://exa mple.com/', 'space in the host'],
-  ['http://example.com\\path', 'backslash stays in the host'],
-  ['http://example.com/é?ü=ß', 'non-ASCII path and query'],
+  ...TABLE.map((c) => [c.url, c.why]),
   ['http://e.com/' + 'a'.repeat(2048 - 13), '2048 bytes'],
   ['http://e.com/' + 'a'.repeat(2049 - 13), '2049 bytes'],
   ['http://e.com/#' + 'a'.repeat(2100), 'over 2048 with the fragment'],
+  ['http://e.com?' + 'a'.repeat(2048 - 13), '2048 bytes that the missing "/" would make 2049'],
 ];
 
 // Non-ASCII input: the daemon counts the length limit in UTF-8 bytes and lower-cases ASCII
@@ -373,8 +318,10 @@ describe('swarmKey() agrees with the daemon', () => {
     for (const [url, why] of URLS) rows.push({ url, why, server: await daemonKey(url), client: swarmKey(url) });
     const wrong = rows.filter((r) => r.server !== r.client);
     assert.deepEqual(wrong, [], `swarmKey() disagrees with the daemon:\n${wrong.map((r) => `  ${r.why}: ${JSON.stringify(r.url.slice(0, 80))} → daemon ${JSON.stringify(r.server)}, swarmKey ${JSON.stringify(r.client)}`).join('\n')}`);
-    // and the expectations of protocol/README.md hold (guards against both being wrong alike)
+    // and the daemon gives the table's keys (guards against both being wrong alike)
     const key = (u) => rows.find((r) => r.url === u).server;
+    const off = TABLE.filter((c) => key(c.url) !== c.key);
+    assert.deepEqual(off.map((c) => `${c.why}: ${JSON.stringify(c.url)} → daemon ${JSON.stringify(key(c.url))}, table ${JSON.stringify(c.key)}`), []);
     assert.equal(key('HTTPS://Example.COM:443/f.bin#x'), 'https://example.com/f.bin');
     assert.equal(key('http://example.com:0080/a'), 'http://example.com/a');
     assert.equal(key('http://example.com:08080/a'), 'http://example.com:8080/a');

@@ -1,14 +1,34 @@
 // Swarm keys: resource URLs normalized so that spellings of one URL meet in one swarm.
 #include <catch2/catch.hpp>
 
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "protocol/swarm_url.hpp"
+
+#ifndef SWARMCOORD_SOURCE_DIR
+#error "tests/CMakeLists.txt defines SWARMCOORD_SOURCE_DIR for unit_tests"
+#endif
 
 namespace {
 using swarmcoord::protocol::max_swarm_url_bytes;
 using swarmcoord::protocol::normalize_swarm_url;
+
+// The property every caller relies on: a key the server hands out is accepted again, as itself
+// (a client rejoins with it; two spellings that meet once stay together).
+void require_refused_or_idempotent(const std::string& url) {
+  INFO("\"" << url << "\"");
+  auto key = normalize_swarm_url(url);
+  if (!key) return;
+  CHECK(key->size() <= max_swarm_url_bytes);
+  auto again = normalize_swarm_url(*key);
+  REQUIRE(again);
+  CHECK(*again == *key);
+}
 }  // namespace
 
 TEST_CASE("swarm url: normalization", "[swarm_url]") {
@@ -137,5 +157,68 @@ TEST_CASE("swarm url: non-ASCII bytes in path and query are kept, never crash", 
       CHECK(k->rfind("http://a.example/", 0) == 0);
       CHECK(normalize_swarm_url(*k) == k);
     }
+  }
+}
+
+// The table the browser client's swarmKey() is held to as well (tests/node/swarm-urls.test.mjs).
+TEST_CASE("swarm url: the shared table of tricky URLs", "[swarm_url]") {
+  std::ifstream in(std::string(SWARMCOORD_SOURCE_DIR) + "/tests/fixtures/swarm-urls.json");
+  REQUIRE(in);
+  const auto cases = nlohmann::json::parse(in).at("cases");
+  std::size_t accepted = 0, refused = 0;
+  for (const auto& c : cases) {
+    const auto url = c.at("url").get<std::string>();
+    const auto want = c.at("key").is_null() ? std::nullopt : std::optional(c.at("key").get<std::string>());
+    INFO(c.at("why").get<std::string>() << ": \"" << url << "\"");
+    CHECK(normalize_swarm_url(url) == want);
+    if (want) {
+      CHECK(normalize_swarm_url(*want) == want);
+      ++accepted;
+    } else {
+      ++refused;
+    }
+  }
+  CHECK(accepted >= 30);
+  CHECK(refused >= 30);
+}
+
+TEST_CASE("swarm url: every key normalizes to itself, whatever the authority", "[swarm_url]") {
+  // Hosts and ports that are valid, nearly valid, or carry the separators a naive split trips on.
+  const char* hosts[] = {"a", "A.B", "a:b", "h:", ":", "a::b", "", "[::1]", "[::1]:", "[0:0::1]", "[::1", "::1]",
+                         "1.2.3.4", "1.2.3.4:", "127.1", "a.1", "a%41", "a@b", "[::1]@a", "a[b]", "xn--e", "a.", "."};
+  const char* ports[] = {"", ":", ":0", ":80", ":443", ":0443", ":8080", ":b", "::", ":80:80", ":99999", ":[::1]"};
+  const char* tails[] = {"", "/", "?", "/x", "?q", "#f", "/x?y#z", "//", "/:443", "?:80"};
+  std::size_t keys = 0;
+  for (const char* scheme : {"http://", "HTTPS://"})
+    for (const char* host : hosts)
+      for (const char* port : ports)
+        for (const char* tail : tails) {
+          const std::string url = std::string(scheme) + host + port + tail;
+          require_refused_or_idempotent(url);
+          keys += normalize_swarm_url(url).has_value();
+        }
+  CHECK(keys > 500);  // the grid is not all refusals
+}
+
+TEST_CASE("swarm url: a key never grows past the length limit", "[swarm_url]") {
+  // Normalizing can lengthen a URL (an empty path becomes "/", a "::" standing for one zero
+  // group is written out); a key over the limit would be refused when the client sends it back.
+  const std::string host_only = "https://" + std::string(max_swarm_url_bytes - 8, 'h');
+  REQUIRE(host_only.size() == max_swarm_url_bytes);
+  CHECK_FALSE(normalize_swarm_url(host_only));
+  require_refused_or_idempotent(host_only);
+
+  const std::string query_only = "https://a.example?" + std::string(max_swarm_url_bytes - 18, 'q');
+  REQUIRE(query_only.size() == max_swarm_url_bytes);
+  CHECK_FALSE(normalize_swarm_url(query_only));
+  CHECK(normalize_swarm_url(query_only.substr(0, query_only.size() - 1)) ==
+        "https://a.example/?" + std::string(max_swarm_url_bytes - 19, 'q'));
+
+  const std::string ipv6 = "http://[1::2:3:4:5:6:7]/";
+  const std::string ipv6_long = ipv6 + std::string(max_swarm_url_bytes - ipv6.size(), 'p');
+  CHECK_FALSE(normalize_swarm_url(ipv6_long));
+  for (std::size_t n = max_swarm_url_bytes - 40; n <= max_swarm_url_bytes + 1; ++n) {
+    require_refused_or_idempotent("https://a.example" + std::string(n - 17, 'x'));
+    require_refused_or_idempotent(ipv6 + std::string(n - ipv6.size(), 'p'));
   }
 }

@@ -1,6 +1,7 @@
 // The WebTorrent tracker JSON codec: client messages decoded, server messages encoded.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <set>
 #include <string>
 #include <vector>
@@ -194,6 +195,27 @@ TEST_CASE("announce left is accepted as a number or a numeric string") {
   CHECK(decode_as<wt::announce>(j.dump()).left == 98765.0);
   j.erase("left");
   CHECK_FALSE(decode_as<wt::announce>(j.dump()).left.has_value());
+}
+
+// Numeric strings may spell infinities and NaN (as JavaScript's Number() reads "Infinity" or
+// "NaN"): not a seeder. JSON has no such numbers, and written as null they came back as no
+// left at all, which leaves a peer's seeder state as it was (found by tests/fuzz).
+TEST_CASE("announce left that is no finite number survives encode_announce") {
+  for (const char* spelled : {"nan", "NaN", "inf", "Infinity", "-infinity"}) {
+    INFO(spelled);
+    auto j = announce_json(awkward_id(1), awkward_id(2));
+    j["left"] = spelled;
+    const auto first = decode_as<wt::announce>(j.dump());
+    REQUIRE(first.left.has_value());
+    REQUIRE_FALSE(std::isfinite(*first.left));
+    const auto text = wt::encode_announce(first);
+    INFO("encoded: " << text);
+    const auto back = decode_as<wt::announce>(text);
+    REQUIRE(back.left.has_value());
+    CHECK(std::isnan(*back.left) == std::isnan(*first.left));
+    if (!std::isnan(*first.left)) CHECK(*back.left == *first.left);
+    CHECK(json::parse(text)["left"].is_string());  // valid JSON, and a string JavaScript reads alike
+  }
 }
 
 TEST_CASE("announce offers without offer_id or offer are skipped and counted, the rest kept in order") {
