@@ -12,6 +12,13 @@ run: build
 test: test-deps build-all node-deps
 	ctest --test-dir $(BUILD_DIR) --output-on-failure --timeout 300
 
+# The same tests against an ASan + UBSan build (SWARMCOORD_SANITIZE) in a folder of its own:
+# a sanitizer finding fails the test that caused it. No benchmarks: compile time only.
+.PHONY: test-sanitize
+test-sanitize:
+	$(MAKE) test BUILD_DIR=build-sanitize CMAKE_FLAGS="-G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DSWARMCOORD_TESTS=ON -DSWARMCOORD_BENCH=OFF -DSWARMCOORD_SANITIZE=ON"
+
 deps:
 	deploy/install-deps.sh build
 

@@ -11,7 +11,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { binary, Daemon, daemonEnv } from './lib/daemon.mjs';
+import { binary, Daemon, daemonEnv, sanitizerReport } from './lib/daemon.mjs';
 import { NativePeer } from './lib/native-peer.mjs';
 
 const SCRIPT = path.resolve(import.meta.dirname, '../tools/make-test-mmdb.pl');
@@ -84,7 +84,9 @@ function runToExit(args, timeoutMs = 10000) {
     proc.once('error', (e) => { clearTimeout(timer); reject(e); });
     proc.once('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({ code, signal, output });
+      const report = sanitizerReport(output);
+      if (report) reject(new Error(`a sanitizer report:\n${report}`));
+      else resolve({ code, signal, output });
     });
   });
 }

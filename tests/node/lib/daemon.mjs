@@ -1,7 +1,10 @@
 // Starts the real swarmcoord binary on loopback with port 0 and waits for its "listening"
-// line; stop() sends a signal and waits for the exit. Every test suite uses this.
+// line; stop() sends a signal, waits for the exit and fails the test that stops a daemon which
+// did not end well (a crash, a sanitizer report, an unexpected exit status). Every test suite
+// uses this.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import os from 'node:os';
 import path from 'node:path';
 
 export const binary = process.env.SWARMCOORD_BIN ??
@@ -16,11 +19,53 @@ export function daemonEnv(extra = {}) {
   return env;
 }
 
+// The first line of a sanitizer's report (a build with SWARMCOORD_SANITIZE): AddressSanitizer
+// (LeakSanitizer at exit) starts it with "==pid==ERROR: AddressSanitizer: …",
+// UndefinedBehaviorSanitizer with "file:line:col: runtime error: …". Anchored at the start of a
+// line: the daemon's own log lines may quote a client's words, never at their start.
+const SANITIZER_REPORT = /^(?:==\d+==ERROR: \w+Sanitizer\b|\S+: runtime error: )/m;
+
+// The report in a process's output, from its first line on (at most 20000 characters), or null.
+export function sanitizerReport(output) {
+  const m = SANITIZER_REPORT.exec(output);
+  return m ? output.slice(m.index, m.index + 20000) : null;
+}
+
+// What is wrong with the way a swarmcoord process ended, or null: a sanitizer report in its
+// output, a death by a signal nobody sent it (a crash, or SIGABRT: the sanitize build aborts on
+// its first finding), or an exit status other than 0 unless allowNonZeroExit (the caller
+// judges the status itself).
+export function exitProblem({ code, signal }, output, { signalsSent = new Set(), allowNonZeroExit = false } = {}) {
+  const report = sanitizerReport(output);
+  if (report) return `a sanitizer report:\n${report}`;
+  if (signal !== null && !signalsSent.has(signal)) return `killed by ${signal}, which it was not sent`;
+  if (signal === null && code !== 0 && !allowNonZeroExit) return `exit status ${code}`;
+  return null;
+}
+
+const signalName = (signal) =>
+  typeof signal === 'number' ? Object.keys(os.constants.signals).find((k) => os.constants.signals[k] === signal) : signal;
+
 export class Daemon {
   constructor(proc) {
     this.proc = proc;
     this.log = '';
-    this.exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+    // Suites signal the process themselves too (d.proc.kill) to test a drain or a crash of the
+    // coordinator; every signal delivered is recorded so that stop() can tell a death the test
+    // caused from one the daemon came to by itself.
+    this.signalsSent = new Set();
+    const append = (chunk) => { this.log += chunk.toString(); };
+    proc.stdout.on('data', append);
+    proc.stderr.on('data', append);
+    const kill = proc.kill.bind(proc);
+    proc.kill = (signal = 'SIGTERM') => {
+      const delivered = kill(signal);
+      if (delivered) this.signalsSent.add(signalName(signal));
+      return delivered;
+    };
+    // 'close', not 'exit': the output is read to its end first, so a report printed at exit
+    // (LeakSanitizer's) is in the log by the time the exit is seen.
+    this.exited = new Promise((resolve) => proc.on('close', (code, signal) => resolve({ code, signal })));
   }
 
   // args: extra command-line arguments, e.g. ['--set', 'server.threads=1']. wrapper: a command
@@ -37,18 +82,20 @@ export class Daemon {
     const d = new Daemon(proc);
     const spawnFailed = new Promise((_, reject) => proc.on('error', (err) => reject(new Error(`cannot run ${binary}: ${err.message}`))));
     const listening = new Promise((resolve, reject) => {
-      const onData = (chunk) => {
-        d.log += chunk.toString();
+      const onData = () => {  // after the constructor's listener: d.log has the chunk
         const m = d.log.match(/listening public=(\S+) admin=(\S+)/);
         if (m) resolve(m);
       };
       proc.stdout.on('data', onData);
       proc.stderr.on('data', onData);
-      d.exited.then(({ code }) => reject(new Error(`swarmcoord exited with ${code} before listening:\n${d.log}`)));
+      d.exited.then(({ code, signal }) => reject(new Error(`swarmcoord exited (${code ?? signal}) before listening:\n${d.log}`)));
     });
     let timer;
     const timeout = new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`swarmcoord did not report listening:\n${d.log}`)), timeoutMs);
+      timer = setTimeout(() => {
+        proc.kill('SIGKILL');  // a daemon left running would keep the suite from ending
+        reject(new Error(`swarmcoord did not report listening within ${timeoutMs} ms:\n${d.log}`));
+      }, timeoutMs);
     });
     const m = await Promise.race([listening, timeout, spawnFailed]).finally(() => clearTimeout(timer));
     d.public = m[1];
@@ -90,9 +137,17 @@ export class Daemon {
     return (await fetch(`http://${this.admin}/stats`)).json();
   }
 
-  async stop(signal = 'SIGTERM') {
-    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return this.exited;
-    this.proc.kill(signal);
-    return this.exited;
+  // Sends signal unless the daemon has exited already, waits for the exit and resolves
+  // { code, signal }. Rejects when the daemon did not end well (see exitProblem), so that the
+  // test or hook stopping it fails with the reason and the log. A test that makes the daemon
+  // exit non-zero on purpose passes allowNonZeroExit.
+  async stop(signal = 'SIGTERM', { allowNonZeroExit = false } = {}) {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill(signal);
+    const status = await this.exited;
+    const problem = exitProblem(status, this.log, { signalsSent: this.signalsSent, allowNonZeroExit });
+    if (!problem) return status;
+    // A sanitizer report is the end of the log already.
+    const log = sanitizerReport(this.log) ? '' : `\n--- the end of its log ---\n${this.log.slice(-20000)}`;
+    throw new Error(`swarmcoord did not end well: ${problem}${log}`);
   }
 }

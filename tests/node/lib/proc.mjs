@@ -5,10 +5,12 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { binary, daemonEnv } from './daemon.mjs';
+import { binary, daemonEnv, exitProblem } from './daemon.mjs';
 
-// Runs the binary to completion; resolves { code, signal, stdout, stderr }. The environment is
-// the test's minus its SWARMCOORD_* variables (see daemonEnv), plus env.
+// Runs the binary to completion; resolves { code, signal, stdout, stderr }, whatever the exit
+// status (the caller judges it), but rejects on a crash or a sanitizer report (see
+// exitProblem). The environment is the test's minus its SWARMCOORD_* variables (see
+// daemonEnv), plus env.
 export function runBinary(args, { env = {}, timeoutMs = 10000 } = {}) {
   return new Promise((resolve, reject) => {
     const proc = spawn(binary, args, { env: daemonEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
@@ -25,7 +27,12 @@ export function runBinary(args, { env = {}, timeoutMs = 10000 } = {}) {
       clearTimeout(timer);
       // 'exit' can come before the pipes are drained.
       let pending = 2;
-      const done = () => { if (--pending === 0) resolve({ code, signal, stdout, stderr }); };
+      const done = () => {
+        if (--pending) return;
+        const problem = exitProblem({ code, signal }, stdout + stderr, { allowNonZeroExit: true });
+        if (problem) reject(new Error(`${args.join(' ')} did not end well: ${problem}`));
+        else resolve({ code, signal, stdout, stderr });
+      };
       if (proc.stdout.readableEnded) done(); else proc.stdout.once('end', done);
       if (proc.stderr.readableEnded) done(); else proc.stderr.once('end', done);
     });
