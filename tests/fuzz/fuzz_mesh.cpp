@@ -42,12 +42,15 @@ class driver {
   void run() {
     for (int step = 0; step < max_steps && in_.remaining_bytes() > 0; ++step) {
       out_.clear();
+      // Time moves on by a fuzzer-chosen step (up to a minute), so that the grace of removed
+      // links (signal.unlinked_grace_s) both holds and runs out.
+      now_ += in_.ConsumeIntegralInRange<sw::mesh_time_ms>(0, 60'000);
       switch (in_.ConsumeIntegralInRange(0, 11)) {
         case 0: case 1: case 2: join(); break;
         case 3: case 4: have(); break;
         case 5: leave(); break;
         case 6: gone(); break;
-        case 7: case 8: mesh_.replan(out_); break;
+        case 7: case 8: mesh_.replan(now_, out_); break;
         case 9: signal(); break;
         case 10: report(); break;
         case 11: summaries(); break;
@@ -110,13 +113,13 @@ class driver {
         j.bitfield_bytes = in_.ConsumeRandomLengthString(16);
         break;
     }
-    mesh_.on_join(who, std::move(j), out_);
+    mesh_.on_join(who, std::move(j), now_, out_);
   }
 
   void leave() {
     const auto& who = peer();
     const auto& key = swarm_key();
-    mesh_.on_leave(who, nv::leave{key}, out_);
+    mesh_.on_leave(who, nv::leave{key}, now_, out_);
     left_ = {key, who.id};  // no longer told anything about that swarm once this step is applied
   }
 
@@ -132,7 +135,7 @@ class driver {
   void gone() {
     auto& slot = peers_[in_.ConsumeIntegralInRange<std::size_t>(0, peer_slots - 1)];
     dead_.insert(slot.conn);  // not even told of its own departure
-    mesh_.on_peer_gone(slot.id, out_);
+    mesh_.on_peer_gone(slot.id, now_, out_);
     gone_ = slot.id;
     slot = new_peer();  // a new connection, with a new id: ids are never reused
   }
@@ -149,7 +152,7 @@ class driver {
     s.to = some_id();
     s.data = {R"({"type":"candidate","candidate":"c"})"};
     s.kind = "candidate";
-    mesh_.on_signal(who, std::move(s), out_);
+    mesh_.on_signal(who, std::move(s), now_, out_);
     FUZZ_REQUIRE(out_.size() == 1);
   }
 
@@ -162,7 +165,7 @@ class driver {
     r.uploaded_bytes = in_.ConsumeIntegralInRange<std::uint64_t>(0, std::uint64_t{1} << 50);
     for (int n = in_.ConsumeIntegralInRange(0, static_cast<int>(nv::max_bad_peers_per_report)); n > 0; --n)
       r.bad_peers.push_back(some_id());
-    mesh_.on_report(who, r, out_);
+    mesh_.on_report(who, r, now_, out_);
   }
 
   void summaries() {
@@ -225,6 +228,7 @@ class driver {
   sw::member_info peers_[peer_slots];
   std::set<sw::mesh_connection_id> dead_;
   std::vector<sw::mesh_outgoing> out_;
+  sw::mesh_time_ms now_ = 0;
 };
 
 }  // namespace
