@@ -95,7 +95,8 @@ const std::vector<key_spec>& schema() {
        "Swarms one native connection may be a member of at once.", 1, 10000},
       {"limits", "max_blocks", kind::integer, "16384",
        "Blocks per resource at most (size / block_size): 1 GiB in 64 KiB blocks. Each swarm keeps\n"
-       "4 bytes of availability per block, each member blocks/8 bytes of bitfield.", 1, 1 << 20},
+       "a count per block (1 byte, 2 from 256 members, 4 from 65,536), each member blocks/8\n"
+       "bytes of bitfield.", 1, 1 << 20},
       {"limits", "max_swarms", kind::integer, "100000",
        "Native swarms per worker at most; a join that would open one more is refused.", 1, 100'000'000},
       {"signal", "max_bytes", kind::integer, "16384",

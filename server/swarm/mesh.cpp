@@ -71,9 +71,10 @@ join_outcome mesh::on_join(const member_info& who, nv::join&& j, std::vector<mes
     s.size = j.size;
     s.block_size = j.block_size;
     s.blocks = blocks;
-    s.availability.assign(blocks, 0);
+    s.availability = block_counts(blocks);
   }
   swarm_state& s = it->second;
+  if (!s.by_id.count(who.id)) s.availability.fit(s.all.size() + 1);
   change_set changes;
   std::vector<nv::peer_id> dropped;  // a re-joiner's old links, which it must hear are gone
   std::vector<nv::peer_id> distrusted;  // and whom it reported: that outlives a re-join
@@ -109,7 +110,7 @@ void mesh::on_have(const member_info& who, nv::have&& h, std::vector<mesh_outgoi
   bool changed = false;
   for (auto b : h.blocks)
     if (m.have.set(b)) {
-      ++s->availability[b];
+      s->availability.increment(b);
       changed = true;
     }
   if (!changed) return;
@@ -290,7 +291,7 @@ std::vector<std::pair<nv::peer_id, bool>> mesh::neighbors_of(const std::string& 
 
 std::vector<std::uint32_t> mesh::availability(const std::string& swarm) const {
   auto it = swarms_.find(swarm);
-  return it == swarms_.end() ? std::vector<std::uint32_t>{} : it->second.availability;
+  return it == swarms_.end() ? std::vector<std::uint32_t>{} : it->second.availability.to_vector();
 }
 
 std::string mesh::check_invariants() const {
@@ -349,7 +350,7 @@ std::string mesh::check_invariants() const {
     }
     if (holders != s.holders.size()) return "holder count out of step";
     if (seeds != s.seeds) return "seed count out of step";
-    if (avail != s.availability) return "availability counts out of step";
+    if (avail != s.availability.to_vector()) return "availability counts out of step";
   }
   if (members != memberships) return "peer index differs from member count";
   return {};

@@ -27,6 +27,7 @@
 #include "protocol/keyed_hash.hpp"
 #include "protocol/native.hpp"
 #include "server/swarm/address.hpp"
+#include "server/swarm/block_counts.hpp"
 
 namespace swarmcoord::swarm {
 
@@ -48,7 +49,7 @@ struct mesh_config {
   std::size_t max_candidates = 64;
   std::size_t exhaustive_below = 128;
   std::uint32_t max_blocks = 16384;
-  std::size_t max_swarms = 100000;  // per shard: each swarm holds 4 bytes of counts per block
+  std::size_t max_swarms = 100000;  // per shard
   std::size_t max_takebacks_per_plan = 4;
   std::size_t replan_per_call = 1024;  // dirty members re-planned per replan() call at most
 };
@@ -159,7 +160,7 @@ class mesh {
     std::unordered_map<nv::peer_id, std::uint32_t> by_id;
     std::vector<std::uint32_t> all, holders, dirty;
     std::array<bucket_map, set_kinds> buckets;  // used for site..country
-    std::vector<std::uint32_t> availability;
+    block_counts availability;
     std::uint32_t seeds = 0;
     std::uint32_t epoch = 0;
     std::uint64_t http_bytes = 0, p2p_bytes = 0, uploaded_bytes = 0;
