@@ -271,6 +271,7 @@ std::string_view to_string(error_reason r) {
     case error_reason::invalid_event: return "invalid_event";
     case error_reason::too_many_info_hashes: return "too_many_info_hashes";
     case error_reason::too_many_peers: return "too_many_peers";
+    case error_reason::server_full: return "server_full";
   }
   return "unknown";
 }

@@ -171,7 +171,9 @@ config load(const sources& from) {
   c.mesh.replan_ms = static_cast<unsigned>(i("mesh", "replan_ms"));
   c.mesh.planner.max_candidates = static_cast<std::size_t>(i("mesh", "candidates"));
   c.mesh.planner.max_blocks = static_cast<std::uint32_t>(i("limits", "max_blocks"));
-  c.mesh.planner.max_swarms = static_cast<std::size_t>(i("limits", "max_swarms"));
+  c.limits.swarms.webtorrent_swarms = static_cast<std::size_t>(i("tracker", "max_swarms"));
+  c.limits.swarms.native_swarms = static_cast<std::size_t>(i("limits", "max_swarms"));
+  c.limits.swarms.block_map_bytes = static_cast<std::size_t>(i("limits", "max_swarm_memory_mb")) << 20;
   c.limits.max_swarms_per_connection = static_cast<std::size_t>(i("limits", "max_swarms_per_connection"));
   c.signal.max_bytes = static_cast<std::size_t>(i("signal", "max_bytes"));
   auto strings = [&](const char* sec, const char* k) {

@@ -14,6 +14,7 @@
 
 #include "server/swarm/address.hpp"
 #include "server/swarm/mesh.hpp"
+#include "server/swarm/swarm_budget.hpp"
 #include "server/swarm/tracker.hpp"
 
 namespace swarmcoord::config {
@@ -61,6 +62,8 @@ struct config {
   struct {
     std::size_t max_swarms_per_connection = 0;   // native swarms one connection is in
     std::size_t max_peers_per_connection = 0;    // tracker.max_peers_per_connection
+    // tracker.max_swarms, limits.max_swarms, limits.max_swarm_memory_mb: for all workers
+    swarm::budget_limits swarms;
   } limits;
   struct {
     std::size_t max_bytes = 0;

@@ -20,7 +20,16 @@ std::size_t signal_kind_index(std::string_view kind) {
   return 3;
 }
 
-mesh::mesh(mesh_config config, std::uint64_t seed) : config_(config), rng_(seed) {}
+mesh::mesh(mesh_config config, std::uint64_t seed, std::shared_ptr<swarm_budget> budget)
+    : config_(config), rng_(seed), budget_(budget ? std::move(budget) : std::make_shared<swarm_budget>()) {}
+
+mesh::~mesh() {
+  if (!budget_) return;  // moved from
+  std::size_t bytes = 0;
+  for (const auto& [key, s] : swarms_) bytes += s.charged;
+  budget_->give_back(budget_item::block_map_bytes, bytes);
+  budget_->give_back(budget_item::native_swarms, swarms_.size());
+}
 
 // ------------------------------------------------------------------ messages
 
@@ -54,8 +63,6 @@ join_outcome mesh::on_join(const member_info& who, nv::join&& j, std::vector<mes
   if (it != swarms_.end() && (it->second.size != j.size || it->second.block_size != j.block_size))
     return fail(nv::error_code::swarm_mismatch, "this swarm has size " + std::to_string(it->second.size) +
                                                     " and block_size " + std::to_string(it->second.block_size));
-  if (it == swarms_.end() && swarms_.size() >= config_.max_swarms)
-    return fail(nv::error_code::too_many_swarms, "this server holds as many swarms as it may (limits.max_swarms)");
   protocol::bitfield have(blocks, j.have == nv::join::holding::all);
   if (j.have == nv::join::holding::some) {
     auto parsed = protocol::bitfield::from_bytes(j.bitfield_bytes, blocks);
@@ -64,7 +71,27 @@ join_outcome mesh::on_join(const member_info& who, nv::join&& j, std::vector<mes
                                                     " bytes (one bit per block) with unused bits clear");
     have = std::move(*parsed);
   }
-  if (it == swarms_.end()) {
+  // Room first: a new swarm, and for a new member its bitfield and any widening of the counts
+  // (a re-join replaces a bitfield of the same size). Nothing changes when there is none.
+  const bool new_swarm = it == swarms_.end();
+  const bool new_member = new_swarm || !it->second.by_id.count(who.id);
+  std::size_t grow = 0;
+  if (new_member)
+    grow = bitfield_bytes(blocks) +
+           (new_swarm ? block_counts::bytes_for_one(blocks)
+                      : it->second.availability.bytes_after_fit(it->second.all.size() + 1) - it->second.availability.bytes());
+  if (new_swarm && !budget_->take(budget_item::native_swarms, 1)) {
+    ++counters_.limited_swarms;
+    return fail(nv::error_code::server_full,
+                "this server holds as many swarms as it may (limits.max_swarms); fetch from the origin");
+  }
+  if (grow > 0 && !budget_->take(budget_item::block_map_bytes, grow)) {
+    if (new_swarm) budget_->give_back(budget_item::native_swarms, 1);
+    ++counters_.limited_memory;
+    return fail(nv::error_code::server_full,
+                "this server's swarms hold as much memory as they may (limits.max_swarm_memory_mb); fetch from the origin");
+  }
+  if (new_swarm) {
     it = swarms_.emplace(j.swarm, swarm_state{}).first;
     auto& s = it->second;
     s.key = j.swarm;
@@ -74,7 +101,8 @@ join_outcome mesh::on_join(const member_info& who, nv::join&& j, std::vector<mes
     s.availability = block_counts(blocks);
   }
   swarm_state& s = it->second;
-  if (!s.by_id.count(who.id)) s.availability.fit(s.all.size() + 1);
+  s.charged += grow;
+  if (new_member) s.availability.fit(s.all.size() + 1);
   change_set changes;
   std::vector<nv::peer_id> dropped;  // a re-joiner's old links, which it must hear are gone
   std::vector<nv::peer_id> distrusted;  // and whom it reported: that outlives a re-join
@@ -130,6 +158,7 @@ void mesh::on_leave(const member_info& who, const nv::leave& l, std::vector<mesh
   change_set changes;
   remove_member(*s, slot, changes);
   flush(*s, changes, out);
+  give_back_unused(*s);
   forget_swarm_of(who.id, l.swarm);
   drop_if_empty(l.swarm);
 }
@@ -207,6 +236,7 @@ void mesh::on_peer_gone(nv::peer_id id, std::vector<mesh_outgoing>& out) {
     change_set changes;
     remove_member(*s, slot, changes);
     flush(*s, changes, out);
+    give_back_unused(*s);
     drop_if_empty(key);
   }
 }
@@ -248,9 +278,19 @@ void mesh::forget_swarm_of(nv::peer_id id, const std::string& key) {
   if (keys.empty()) peer_swarms_.erase(it);
 }
 
+void mesh::give_back_unused(swarm_state& s) {
+  const std::size_t needed = block_map_bytes(s);
+  if (s.charged <= needed) return;
+  budget_->give_back(budget_item::block_map_bytes, s.charged - needed);
+  s.charged = needed;
+}
+
 void mesh::drop_if_empty(const std::string& key) {
   auto it = swarms_.find(key);
-  if (it != swarms_.end() && it->second.all.empty()) swarms_.erase(it);
+  if (it == swarms_.end() || !it->second.all.empty()) return;
+  budget_->give_back(budget_item::block_map_bytes, it->second.charged);
+  budget_->give_back(budget_item::native_swarms, 1);
+  swarms_.erase(it);
 }
 
 // ------------------------------------------------------------------ reporting
@@ -262,6 +302,7 @@ mesh_totals mesh::totals() const {
     t.seeds += s.seeds;
     t.leechers += s.all.size() - s.seeds;
     for (auto slot : s.all) t.links += s.slots[slot].links.size();
+    t.block_map_bytes += s.charged;
   }
   t.links /= 2;
   return t;
@@ -351,6 +392,7 @@ std::string mesh::check_invariants() const {
     if (holders != s.holders.size()) return "holder count out of step";
     if (seeds != s.seeds) return "seed count out of step";
     if (avail != s.availability.to_vector()) return "availability counts out of step";
+    if (s.charged != block_map_bytes(s)) return "block-map bytes taken from the budget out of step";
   }
   if (members != memberships) return "peer index differs from member count";
   return {};

@@ -594,6 +594,7 @@ TEST_CASE("error_reason names are distinct metric labels") {
   CHECK(names.size() == wt::error_reason_count);
   CHECK(wt::to_string(wt::error_reason::invalid_info_hash) == "invalid_info_hash");
   CHECK(wt::to_string(wt::error_reason::too_many_peers) == "too_many_peers");
+  CHECK(wt::to_string(wt::error_reason::server_full) == "server_full");
 }
 
 // ---------------------------------------------------------------- server messages
