@@ -18,6 +18,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "server/allocator.hpp"
 #include "server/config/config.hpp"
 #include "server/manifest/manifest.hpp"
 #include "server/metrics/metrics.hpp"
@@ -88,6 +89,7 @@ int serve(const config::config& cfg) {
   };
   spdlog::info("swarmcoord {} listening public={} admin={} workers={} tls={}", version, show(rt.public_endpoint()),
                show(admin_at), rt.worker_count(), rt.tls() ? "on" : "off");
+  spdlog::info("memory allocator: {}", allocator_description());
 
   // SIGTERM/SIGINT: drain, then exit 0. A second signal: exit at once.
   asio::signal_set signals(control, SIGINT, SIGTERM);
