@@ -17,7 +17,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       g++ cmake ninja-build ccache pkg-config \
       libboost1.81-dev nlohmann-json3-dev libspdlog-dev libfmt-dev catch2 prometheus-cpp-dev \
-      libtomlplusplus-dev libcli11-dev libssl-dev libmaxminddb-dev libsimdjson-dev libjwt-dev \
+      libtomlplusplus-dev libcli11-dev libssl-dev libmaxminddb-dev libsimdjson-dev libjwt-dev libjemalloc-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # .dockerignore lets in only what the daemon's build reads (CMakeLists.txt, protocol/,
@@ -39,6 +39,7 @@ RUN CCACHE_DISABLE=1 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
 #   libfmt.so.9 -> libfmt9                       libprometheus-cpp-core.so.1.0 -> libprometheus-cpp-core1.0
 #   libtomlplusplus.so.3 -> libtomlplusplus3     libmaxminddb.so.0 -> libmaxminddb0
 #   libsimdjson.so.14 -> libsimdjson14           libjwt.so.0 -> libjwt0 (with libjansson4)
+#   libjemalloc.so.2 -> libjemalloc2
 #   libstdc++.so.6 -> libstdc++6 (libgcc-s1, libc6: in the base)
 # No GeoIP database is shipped: mount one and point locality.geoip_db at it, e.g.
 #   -v ./GeoLite2-Country.mmdb:/var/lib/swarmcoord/country.mmdb:ro
@@ -48,7 +49,7 @@ ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libssl3 libspdlog1.10 libfmt9 libprometheus-cpp-core1.0 libtomlplusplus3 libmaxminddb0 \
-      libsimdjson14 libjwt0 libstdc++6 \
+      libsimdjson14 libjwt0 libjemalloc2 libstdc++6 \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log \
  && useradd --uid 10001 --user-group --no-log-init --no-create-home --home-dir /nonexistent \

@@ -8,7 +8,7 @@ set -euo pipefail
 
 build_pkgs=(g++ cmake ninja-build ccache pkg-config
   libboost1.81-dev nlohmann-json3-dev libspdlog-dev libfmt-dev catch2 prometheus-cpp-dev
-  libtomlplusplus-dev libcli11-dev libssl-dev libmaxminddb-dev libsimdjson-dev libjwt-dev)
+  libtomlplusplus-dev libcli11-dev libssl-dev libmaxminddb-dev libsimdjson-dev libjwt-dev libjemalloc-dev)
 test_pkgs=(nodejs npm iproute2 util-linux openssl curl procps coturn libmaxmind-db-writer-perl
   chromium nginx-light ffmpeg)
 image_pkgs=(podman debootstrap buildah fuse-overlayfs uidmap curl)

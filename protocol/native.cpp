@@ -93,7 +93,8 @@ std::string_view to_string(error_code c) {
   static constexpr std::string_view names[] = {
       "bad_json", "unknown_type", "invalid_field", "unsupported_version", "hello_required", "already_hello",
       "bad_url", "bad_base64", "bad_bitfield", "block_out_of_range", "too_many_swarms", "too_many_blocks",
-      "swarm_mismatch", "not_joined", "peer_not_found", "signal_too_big", "not_linked", "not_allowed"};
+      "swarm_mismatch", "not_joined", "peer_not_found", "signal_too_big", "not_linked", "not_allowed",
+      "server_full"};
   static_assert(std::size(names) == error_code_count);
   return names[static_cast<std::size_t>(c)];
 }

@@ -20,9 +20,9 @@ inline constexpr int protocol_version = 1;
 enum class error_code : std::uint8_t {
   bad_json, unknown_type, invalid_field, unsupported_version, hello_required, already_hello,
   bad_url, bad_base64, bad_bitfield, block_out_of_range, too_many_swarms, too_many_blocks,
-  swarm_mismatch, not_joined, peer_not_found, signal_too_big, not_linked, not_allowed,
+  swarm_mismatch, not_joined, peer_not_found, signal_too_big, not_linked, not_allowed, server_full,
 };
-inline constexpr std::size_t error_code_count = 18;
+inline constexpr std::size_t error_code_count = 19;
 std::string_view to_string(error_code c);
 
 // A peer id as the server hands it out: 16 lower-case hex digits.

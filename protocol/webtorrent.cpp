@@ -274,6 +274,7 @@ std::string_view to_string(error_reason r) {
     case error_reason::too_many_peers: return "too_many_peers";
     case error_reason::peer_id_in_use: return "peer_id_in_use";
     case error_reason::not_allowed: return "not_allowed";
+    case error_reason::server_full: return "server_full";
   }
   return "unknown";
 }

@@ -50,9 +50,9 @@ struct scrape {
 enum class error_reason : std::uint8_t {
   bad_json, not_an_object, invalid_action, invalid_info_hash, invalid_peer_id,
   invalid_to_peer_id, invalid_offer_id, invalid_event, too_many_info_hashes, too_many_peers,
-  peer_id_in_use, not_allowed,
+  peer_id_in_use, not_allowed, server_full,
 };
-inline constexpr std::size_t error_reason_count = 12;
+inline constexpr std::size_t error_reason_count = 13;
 std::string_view to_string(error_reason r);
 
 struct request_error {

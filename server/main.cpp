@@ -19,6 +19,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "server/allocator.hpp"
 #include "server/config/config.hpp"
 #include "server/manifest/manifest.hpp"
 #include "server/metrics/metrics.hpp"
@@ -114,6 +115,7 @@ int serve(const config::config& cfg) {
   asio::signal_set signals(control, SIGINT, SIGTERM);
   spdlog::info("swarmcoord {} listening public={} admin={} workers={} tls={}", version, show(rt.public_endpoint()),
                show(admin_at), rt.worker_count(), rt.tls() ? "on" : "off");
+  spdlog::info("memory allocator: {}", allocator_description());
 
   asio::steady_timer drain_poll(control);
   std::chrono::steady_clock::time_point deadline;

@@ -183,7 +183,9 @@ config load(const sources& from) {
   c.mesh.replan_ms = static_cast<unsigned>(i("mesh", "replan_ms"));
   c.mesh.planner.max_candidates = static_cast<std::size_t>(i("mesh", "candidates"));
   c.mesh.planner.max_blocks = static_cast<std::uint32_t>(i("limits", "max_blocks"));
-  c.mesh.planner.max_swarms = static_cast<std::size_t>(i("limits", "max_swarms"));
+  c.limits.swarms.webtorrent_swarms = static_cast<std::size_t>(i("tracker", "max_swarms"));
+  c.limits.swarms.native_swarms = static_cast<std::size_t>(i("limits", "max_swarms"));
+  c.limits.swarms.block_map_bytes = static_cast<std::size_t>(i("limits", "max_swarm_memory_mb")) << 20;
   c.limits.max_swarms_per_connection = static_cast<std::size_t>(i("limits", "max_swarms_per_connection"));
   auto u32 = [&](const char* k) { return static_cast<std::uint32_t>(i("limits", k)); };
   c.limits.http_sessions_per_address = u32("http_sessions_per_address");

@@ -14,6 +14,7 @@
 
 #include "server/swarm/address.hpp"
 #include "server/swarm/mesh.hpp"
+#include "server/swarm/swarm_budget.hpp"
 #include "server/swarm/tracker.hpp"
 
 namespace swarmcoord::config {
@@ -76,6 +77,8 @@ struct config {
     std::uint32_t connects_per_second_per_address = 0;
     std::uint32_t connect_burst_per_address = 0;
     std::uint32_t swarms_per_address = 0;
+    // tracker.max_swarms, limits.max_swarms, limits.max_swarm_memory_mb: for all workers
+    swarm::budget_limits swarms;
   } limits;
   struct {
     std::size_t max_bytes = 0;

@@ -114,6 +114,10 @@ const std::vector<key_spec>& schema() {
       {"tracker", "max_peers_per_connection", kind::integer, "100",
        "(info_hash, peer_id) pairs one connection may hold at once, across every worker; further ones\n"
        "get too_many_peers.", 1, 100000},
+      {"tracker", "max_swarms", kind::integer, "500000",
+       "WebTorrent swarms (info_hashes with a peer) at most, across every worker; an announce\n"
+       "that would open one more gets \"failure reason\" (server_full), existing swarms go on.\n"
+       "About 1.5 KB each with one peer.", 1, 100'000'000},
       {"tracker", "max_scrape_all", kind::integer, "0",
        "Swarms listed at most by a scrape without info_hash. 0 (the default) answers it with no\n"
        "swarm at once: no real client needs it, and a 19-byte request could fetch a large list.", 0, 1'000'000},
@@ -127,9 +131,16 @@ const std::vector<key_spec>& schema() {
        "Swarms one native connection may be a member of at once.", 1, 10000},
       {"limits", "max_blocks", kind::integer, "16384",
        "Blocks per resource at most (size / block_size): 1 GiB in 64 KiB blocks. Each swarm keeps\n"
-       "4 bytes of availability per block, each member blocks/8 bytes of bitfield.", 1, 1 << 20},
-      {"limits", "max_swarms", kind::integer, "100000",
-       "Native swarms per worker at most; a join that would open one more is refused.", 1, 100'000'000},
+       "a count per block (1 byte, 2 from 256 members, 4 from 65,536), each member blocks/8\n"
+       "bytes of bitfield: its block map, which max_swarm_memory_mb bounds.", 1, 1 << 20},
+      {"limits", "max_swarms", kind::integer, "200000",
+       "Native swarms at most, across every worker; a join that would open one more gets\n"
+       "server_full, existing swarms go on. About 1.7 KB each with one member, besides its\n"
+       "block map.", 1, 100'000'000},
+      {"limits", "max_swarm_memory_mb", kind::integer, "512",
+       "MiB that the block maps of all native swarms may hold together (per-block counts and\n"
+       "members' bitfields; a 1 GiB resource in 64 KiB blocks takes 18 KiB with one member and\n"
+       "2 KiB more per member); a join that would need more gets server_full.", 1, 1'000'000},
       {"limits", "http_sessions_per_address", kind::integer, "64",
        "Connections from one client address (IPv4, or IPv6 /64) still in their HTTP phase at\n"
        "most; more are closed at once. Trusted proxies are exempt (their clients count below).", 1, 1'000'000},

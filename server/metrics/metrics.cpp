@@ -108,7 +108,7 @@ exporter::exporter(std::string_view version)
   count_each(sent, {{"protocol", wt_name}}, "type", wt::server_type_names,
              [](const worker_figures& f) -> const auto& { return f.sessions.webtorrent.sent; });
   // Like native errors below: counted by the session (decoding, its own limits) or by the
-  // tracker (the swarm's rules: peer_id_in_use), never by both.
+  // tracker (the swarm's rules: peer_id_in_use, server_full), never by both.
   for (std::size_t r = 0; r < wt_reasons.size(); ++r)
     count(errors, {{"protocol", wt_name}, {"reason", std::string(wt_reasons[r])}},
           [r](const worker_figures& f) { return f.sessions.webtorrent.errors[r] + f.tracker.errors[r]; });
@@ -134,6 +134,17 @@ exporter::exporter(std::string_view version)
   show(peers, {{"protocol", wt_name}, {"role", "leecher"}}, [](const worker_figures& f) { return f.tracker_totals.leechers; });
   show(peers, {{"protocol", nv_name}, {"role", "seeder"}}, [](const worker_figures& f) { return f.mesh_totals.seeds; });
   show(peers, {{"protocol", nv_name}, {"role", "leecher"}}, [](const worker_figures& f) { return f.mesh_totals.leechers; });
+
+  auto& swarm_memory = gauge("swarmcoord_swarm_memory_bytes",
+                             "Bytes held by native swarms' block maps (per-block counts and members' bitfields), "
+                             "under limits.max_swarm_memory_mb.");
+  show(swarm_memory, {}, [](const worker_figures& f) { return f.mesh_totals.block_map_bytes; });
+
+  // ---- limits: requests refused by a cap, one row per limit (label values are stable)
+  auto& limited = counter("swarmcoord_limited_total", "Requests refused by a limit, by limit.");
+  count(limited, {{"limit", "webtorrent_swarms"}}, [](const worker_figures& f) { return f.tracker.limited_swarms; });
+  count(limited, {{"limit", "native_swarms"}}, [](const worker_figures& f) { return f.mesh.limited_swarms; });
+  count(limited, {{"limit", "swarm_memory"}}, [](const worker_figures& f) { return f.mesh.limited_memory; });
 
   // ---- WebTorrent relaying (tracker)
   count(counter("swarmcoord_offers_relayed_total", "WebRTC offers relayed to peers."), {},

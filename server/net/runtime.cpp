@@ -42,10 +42,12 @@ runtime::runtime(const config::config& cfg)
       routes_(std::make_unique<public_routes>(*this)),
       locator_(make_locator(cfg_)),
       address_limits_(budget_of(cfg_)),
-      admission_(cfg_) {
+      admission_(cfg_),
+      budget_(std::make_shared<swarm::swarm_budget>(cfg_.limits.swarms)) {
   const unsigned n = std::clamp(cfg_.server.threads, 1u, swarm::max_workers);
   for (unsigned i = 0; i < n; ++i)
-    workers_.push_back(std::make_unique<worker>(*this, i, n, cfg_.tracker, cfg_.mesh.planner, cfg_.mesh.replan_ms));
+    workers_.push_back(
+        std::make_unique<worker>(*this, i, n, cfg_.tracker, cfg_.mesh.planner, cfg_.mesh.replan_ms, budget_));
   if (!cfg_.server.tls_cert.empty()) {
     tls_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
     tls_->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |

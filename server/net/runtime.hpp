@@ -125,6 +125,9 @@ class runtime {
   std::atomic<std::size_t> http_sessions_{0};
   sessions::address_limits address_limits_;
   sessions::admission admission_;
+  // The swarm caps of every worker's tracker and mesh (tracker.max_swarms, limits.max_swarms,
+  // limits.max_swarm_memory_mb).
+  std::shared_ptr<swarm::swarm_budget> budget_;
   // Last, so that workers (and the sessions their io_contexts still own) go first.
   std::vector<std::unique_ptr<worker>> workers_;
 };

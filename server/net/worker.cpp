@@ -17,12 +17,12 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }  // namespace
 
 worker::worker(runtime& rt, unsigned index, unsigned worker_count, const swarm::tracker_config& tracker_config,
-               const swarm::mesh_config& mesh_config, unsigned replan_ms)
+               const swarm::mesh_config& mesh_config, unsigned replan_ms, std::shared_ptr<swarm::swarm_budget> budget)
     : runtime_(rt),
       index_(index),
       router_(rt, *this),
-      tracker_(tracker_config, std::random_device{}() ^ (std::uint64_t{index} << 32)),
-      mesh_(mesh_config, std::random_device{}() ^ (std::uint64_t{index} << 40)),
+      tracker_(tracker_config, std::random_device{}() ^ (std::uint64_t{index} << 32), budget),
+      mesh_(mesh_config, std::random_device{}() ^ (std::uint64_t{index} << 40), budget),
       replan_period_(replan_ms),
       ids_((std::uint64_t{std::random_device{}()} << 32) ^ std::random_device{}()),
       remote_batches_(worker_count) {}

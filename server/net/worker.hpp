@@ -31,8 +31,9 @@ inline swarm::time_ms monotonic_ms() {
 
 class worker {
  public:
+  // budget: the swarm caps, shared by every worker's tracker and mesh.
   worker(runtime& rt, unsigned index, unsigned worker_count, const swarm::tracker_config& tracker_config,
-         const swarm::mesh_config& mesh_config, unsigned replan_ms);
+         const swarm::mesh_config& mesh_config, unsigned replan_ms, std::shared_ptr<swarm::swarm_budget> budget);
 
   boost::asio::io_context& io() { return io_; }
   unsigned index() const { return index_; }

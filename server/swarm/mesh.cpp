@@ -20,7 +20,16 @@ std::size_t signal_kind_index(std::string_view kind) {
   return 3;
 }
 
-mesh::mesh(mesh_config config, std::uint64_t seed) : config_(config), rng_(seed) {}
+mesh::mesh(mesh_config config, std::uint64_t seed, std::shared_ptr<swarm_budget> budget)
+    : config_(config), rng_(seed), budget_(budget ? std::move(budget) : std::make_shared<swarm_budget>()) {}
+
+mesh::~mesh() {
+  if (!budget_) return;  // moved from
+  std::size_t bytes = 0;
+  for (const auto& [key, s] : swarms_) bytes += s.charged;
+  budget_->give_back(budget_item::block_map_bytes, bytes);
+  budget_->give_back(budget_item::native_swarms, swarms_.size());
+}
 
 // ------------------------------------------------------------------ messages
 
@@ -55,8 +64,6 @@ join_outcome mesh::on_join(const member_info& who, nv::join&& j, mesh_time_ms no
   if (it != swarms_.end() && (it->second.size != j.size || it->second.block_size != j.block_size))
     return fail(nv::error_code::swarm_mismatch, "this swarm has size " + std::to_string(it->second.size) +
                                                     " and block_size " + std::to_string(it->second.block_size));
-  if (it == swarms_.end() && swarms_.size() >= config_.max_swarms)
-    return fail(nv::error_code::too_many_swarms, "this server holds as many swarms as it may (limits.max_swarms)");
   protocol::bitfield have(blocks, j.have == nv::join::holding::all);
   if (j.have == nv::join::holding::some) {
     auto parsed = protocol::bitfield::from_bytes(j.bitfield_bytes, blocks);
@@ -65,16 +72,38 @@ join_outcome mesh::on_join(const member_info& who, nv::join&& j, mesh_time_ms no
                                                     " bytes (one bit per block) with unused bits clear");
     have = std::move(*parsed);
   }
-  if (it == swarms_.end()) {
+  // Room first: a new swarm, and for a new member its bitfield and any widening of the counts
+  // (a re-join replaces a bitfield of the same size). Nothing changes when there is none.
+  const bool new_swarm = it == swarms_.end();
+  const bool new_member = new_swarm || !it->second.by_id.count(who.id);
+  std::size_t grow = 0;
+  if (new_member)
+    grow = bitfield_bytes(blocks) +
+           (new_swarm ? block_counts::bytes_for_one(blocks)
+                      : it->second.availability.bytes_after_fit(it->second.all.size() + 1) - it->second.availability.bytes());
+  if (new_swarm && !budget_->take(budget_item::native_swarms, 1)) {
+    ++counters_.limited_swarms;
+    return fail(nv::error_code::server_full,
+                "this server holds as many swarms as it may (limits.max_swarms); fetch from the origin");
+  }
+  if (grow > 0 && !budget_->take(budget_item::block_map_bytes, grow)) {
+    if (new_swarm) budget_->give_back(budget_item::native_swarms, 1);
+    ++counters_.limited_memory;
+    return fail(nv::error_code::server_full,
+                "this server's swarms hold as much memory as they may (limits.max_swarm_memory_mb); fetch from the origin");
+  }
+  if (new_swarm) {
     it = swarms_.emplace(j.swarm, swarm_state{}).first;
     auto& s = it->second;
     s.key = j.swarm;
     s.size = j.size;
     s.block_size = j.block_size;
     s.blocks = blocks;
-    s.availability.assign(blocks, 0);
+    s.availability = block_counts(blocks);
   }
   swarm_state& s = it->second;
+  s.charged += grow;
+  if (new_member) s.availability.fit(s.all.size() + 1);
   change_set changes;
   std::vector<nv::peer_id> dropped;  // a re-joiner's old links, which it must hear are gone
   std::vector<nv::peer_id> distrusted;  // and whom it reported: that outlives a re-join
@@ -114,7 +143,7 @@ void mesh::on_have(const member_info& who, nv::have&& h, std::vector<mesh_outgoi
   bool changed = false;
   for (auto b : h.blocks)
     if (m.have.set(b)) {
-      ++s->availability[b];
+      s->availability.increment(b);
       changed = true;
     }
   if (!changed) return;
@@ -135,6 +164,7 @@ void mesh::on_leave(const member_info& who, const nv::leave& l, mesh_time_ms now
   change_set changes;
   remove_member(*s, slot, changes);
   flush(*s, changes, out);
+  give_back_unused(*s);
   forget_swarm_of(who.id, l.swarm);
   drop_if_empty(l.swarm);
 }
@@ -226,6 +256,7 @@ void mesh::on_peer_gone(nv::peer_id id, mesh_time_ms now, std::vector<mesh_outgo
     change_set changes;
     remove_member(*s, slot, changes);
     flush(*s, changes, out);
+    give_back_unused(*s);
     drop_if_empty(key);
   }
 }
@@ -268,9 +299,19 @@ void mesh::forget_swarm_of(nv::peer_id id, const std::string& key) {
   if (keys.empty()) peer_swarms_.erase(it);
 }
 
+void mesh::give_back_unused(swarm_state& s) {
+  const std::size_t needed = block_map_bytes(s);
+  if (s.charged <= needed) return;
+  budget_->give_back(budget_item::block_map_bytes, s.charged - needed);
+  s.charged = needed;
+}
+
 void mesh::drop_if_empty(const std::string& key) {
   auto it = swarms_.find(key);
-  if (it != swarms_.end() && it->second.all.empty()) swarms_.erase(it);
+  if (it == swarms_.end() || !it->second.all.empty()) return;
+  budget_->give_back(budget_item::block_map_bytes, it->second.charged);
+  budget_->give_back(budget_item::native_swarms, 1);
+  swarms_.erase(it);
 }
 
 // ------------------------------------------------------------------ reporting
@@ -282,6 +323,7 @@ mesh_totals mesh::totals() const {
     t.seeds += s.seeds;
     t.leechers += s.all.size() - s.seeds;
     for (auto slot : s.all) t.links += s.slots[slot].links.size();
+    t.block_map_bytes += s.charged;
   }
   t.links /= 2;
   return t;
@@ -311,7 +353,7 @@ std::vector<std::pair<nv::peer_id, bool>> mesh::neighbors_of(const std::string& 
 
 std::vector<std::uint32_t> mesh::availability(const std::string& swarm) const {
   auto it = swarms_.find(swarm);
-  return it == swarms_.end() ? std::vector<std::uint32_t>{} : it->second.availability;
+  return it == swarms_.end() ? std::vector<std::uint32_t>{} : it->second.availability.to_vector();
 }
 
 std::string mesh::check_invariants() const {
@@ -374,7 +416,8 @@ std::string mesh::check_invariants() const {
     }
     if (holders != s.holders.size()) return "holder count out of step";
     if (seeds != s.seeds) return "seed count out of step";
-    if (avail != s.availability) return "availability counts out of step";
+    if (avail != s.availability.to_vector()) return "availability counts out of step";
+    if (s.charged != block_map_bytes(s)) return "block-map bytes taken from the budget out of step";
   }
   if (members != memberships) return "peer index differs from member count";
   return {};

@@ -17,9 +17,13 @@
 // - have updates only mark a member dirty; replan() re-plans dirty members later, once.
 // Signals are relayed only between linked members, and for unlinked_grace after a link is
 // removed (the SDP and ICE of a link being torn down may still be on their way).
+// Memory: a swarm is created, and a block map grows (a new member's bitfield, wider counts),
+// only with room taken from the swarm_budget shared by every shard; the room comes back as
+// members and swarms go. A join that finds no room is refused with server_full.
 // Time and randomness are parameters; no sockets, no logging. Not thread-safe (one shard).
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -29,6 +33,8 @@
 #include "protocol/keyed_hash.hpp"
 #include "protocol/native.hpp"
 #include "server/swarm/address.hpp"
+#include "server/swarm/block_counts.hpp"
+#include "server/swarm/swarm_budget.hpp"
 
 namespace swarmcoord::swarm {
 
@@ -50,7 +56,6 @@ struct mesh_config {
   std::size_t max_candidates = 64;
   std::size_t exhaustive_below = 128;
   std::uint32_t max_blocks = 16384;
-  std::size_t max_swarms = 100000;  // per shard: each swarm holds 4 bytes of counts per block
   std::size_t max_takebacks_per_plan = 4;
   std::size_t replan_per_call = 1024;  // dirty members re-planned per replan() call at most
   mesh_time_ms unlinked_grace_ms = 30'000;  // signal.unlinked_grace_s
@@ -82,6 +87,9 @@ struct mesh_counters {
   std::uint64_t p2p_bytes = 0;
   std::uint64_t uploaded_bytes = 0;
   std::uint64_t bad_peer_reports = 0;
+  // Joins refused for want of room in the swarm_budget (also counted in errors[server_full]).
+  std::uint64_t limited_swarms = 0;  // limits.max_swarms
+  std::uint64_t limited_memory = 0;  // limits.max_swarm_memory_mb
 };
 
 struct mesh_outgoing {
@@ -109,13 +117,20 @@ struct mesh_totals {
   std::size_t seeds = 0;
   std::size_t leechers = 0;
   std::size_t links = 0;
+  std::size_t block_map_bytes = 0;  // taken from the swarm_budget: counts and bitfields
 };
 
 // `now` (a monotonic clock) times the removal of links, from which a pair may still signal for
 // unlinked_grace; calls that can remove links take it.
 class mesh {
  public:
-  explicit mesh(mesh_config config, std::uint64_t seed = 0x5eed);
+  // budget: shared with the other shards; none means no cap.
+  explicit mesh(mesh_config config, std::uint64_t seed = 0x5eed, std::shared_ptr<swarm_budget> budget = nullptr);
+  ~mesh();  // gives back the room its swarms hold
+  // Movable (the moved-from one holds nothing and gives nothing back), not copyable: two
+  // copies would give the same room back twice.
+  mesh(mesh&&) = default;
+  mesh& operator=(mesh&&) = delete;
 
   join_outcome on_join(const member_info& who, nv::join&& j, mesh_time_ms now, std::vector<mesh_outgoing>& out);
   void on_have(const member_info& who, nv::have&& h, std::vector<mesh_outgoing>& out);
@@ -176,7 +191,8 @@ class mesh {
     std::unordered_map<nv::peer_id, std::uint32_t> by_id;
     std::vector<std::uint32_t> all, holders, dirty;
     std::array<bucket_map, set_kinds> buckets;  // used for site..country
-    std::vector<std::uint32_t> availability;
+    block_counts availability;
+    std::size_t charged = 0;  // block-map bytes taken from the budget: counts + members' bitfields
     std::uint32_t seeds = 0;
     std::uint32_t epoch = 0;
     std::uint64_t http_bytes = 0, p2p_bytes = 0, uploaded_bytes = 0;
@@ -209,11 +225,19 @@ class mesh {
   // Answers the request of connection `to` with an error, counted by code.
   void refuse(std::vector<mesh_outgoing>& out, mesh_connection_id to, nv::error&& e);
   void forget_swarm_of(nv::peer_id id, const std::string& key);
+  // Room: what a swarm's block map takes (counts and every member's bitfield); what the
+  // members that left no longer need goes back to the budget, and an empty swarm all of it.
+  static std::size_t bitfield_bytes(std::uint32_t blocks) { return (std::size_t{blocks} + 63) / 64 * 8; }
+  static std::size_t block_map_bytes(const swarm_state& s) {
+    return s.availability.bytes() + s.all.size() * bitfield_bytes(s.blocks);
+  }
+  void give_back_unused(swarm_state& s);
   void drop_if_empty(const std::string& key);
   swarm_state* find_member(const std::string& key, nv::peer_id id, std::uint32_t& slot);
 
   mesh_config config_;
   std::mt19937_64 rng_;
+  std::shared_ptr<swarm_budget> budget_;
   std::unordered_map<std::string, swarm_state, protocol::keyed_string_hash, std::equal_to<>> swarms_;
   std::unordered_map<nv::peer_id, std::vector<std::string>> peer_swarms_;
   mesh_counters counters_;

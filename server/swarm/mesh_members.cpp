@@ -73,7 +73,7 @@ std::uint32_t mesh::add_member(swarm_state& s, const member_info& who, protocol:
   s.by_id.emplace(who.id, slot);
   for (auto k : {all_set, site_set, subnet_set, asn_set, country_set}) set_insert(s, k, slot);
   if (!m.have.empty()) set_insert(s, holder_set, slot);
-  m.have.for_each_set([&](std::uint32_t b) { ++s.availability[b]; });
+  s.availability.add(m.have);
   if (m.have.complete()) ++s.seeds;
   return slot;
 }
@@ -85,7 +85,7 @@ void mesh::remove_member(swarm_state& s, std::uint32_t slot, change_set& changes
   changes.by_slot.erase(slot);  // the leaver is told nothing more
 
   member& m = s.slots[slot];
-  m.have.for_each_set([&](std::uint32_t b) { --s.availability[b]; });
+  s.availability.remove(m.have);
   if (m.have.complete()) --s.seeds;
   for (auto k : {all_set, site_set, subnet_set, asn_set, country_set}) set_erase(s, k, slot);
   if (!m.have.empty()) set_erase(s, holder_set, slot);

@@ -30,7 +30,17 @@ void visit_random(std::size_t n, std::size_t want, std::mt19937_64& rng, Visit&&
 
 }  // namespace
 
-tracker::tracker(tracker_config config, std::uint64_t seed) : config_(config), rng_(seed) {}
+tracker::tracker(tracker_config config, std::uint64_t seed, std::shared_ptr<swarm_budget> budget)
+    : config_(config), rng_(seed), budget_(budget ? std::move(budget) : std::make_shared<swarm_budget>()) {}
+
+tracker::~tracker() {
+  if (budget_) budget_->give_back(budget_item::webtorrent_swarms, swarms_.size());
+}
+
+tracker::swarm_map::iterator tracker::erase_swarm(swarm_map::iterator it) {
+  budget_->give_back(budget_item::webtorrent_swarms, 1);
+  return swarms_.erase(it);
+}
 
 wt::announce_response tracker::response_for(const binary_id& info_hash, const swarm* s) const {
   wt::announce_response r;
@@ -56,7 +66,7 @@ void tracker::on_announce(connection_id conn, const ip_address& from, wt::announ
         remove_peer(s, a.info_hash, pit->second);
       }
       if (s.peers.empty()) {
-        swarms_.erase(sit);
+        erase_swarm(sit);
         sit = swarms_.end();
       }
     }
@@ -89,7 +99,20 @@ void tracker::on_announce(connection_id conn, const ip_address& from, wt::announ
     s->peers[self].last_seen = now;
     s->peers[self].ticket = ticket;
   } else {
-    if (!s) s = &swarms_[a.info_hash];
+    if (!s) {
+      if (!budget_->take(budget_item::webtorrent_swarms, 1)) {
+        // Existing swarms go on; this pair was never added, and its connection must hear so.
+        ++counters_.limited_swarms;
+        ++counters_.errors[static_cast<std::size_t>(wt::error_reason::server_full)];
+        counters_.offers_unrelayed += a.offers.size() + a.offers_skipped;
+        out.push_back({conn, wt::request_error{wt::error_reason::server_full,
+                                               "tracker is full: it holds as many torrents as it may (tracker.max_swarms)",
+                                               a.info_hash, "announce"}});
+        released_.push_back({conn, a.info_hash, a.peer_id, ticket});
+        return;
+      }
+      s = &swarms_[a.info_hash];
+    }
     add_peer(*s, a.info_hash, a.peer_id, conn, from, now, ticket);
     self = static_cast<std::uint32_t>(s->peers.size() - 1);
   }
@@ -210,7 +233,7 @@ void tracker::on_connection_closed(connection_id conn) {
     auto pit = sit->second.index.find(m.peer_id);
     if (pit == sit->second.index.end() || sit->second.peers[pit->second].conn != conn) continue;
     remove_peer(sit->second, m.info_hash, pit->second);
-    if (sit->second.peers.empty()) swarms_.erase(sit);
+    if (sit->second.peers.empty()) erase_swarm(sit);
   }
 }
 
@@ -225,7 +248,7 @@ void tracker::expire(time_ms now) {
       ++counters_.peers_expired;
     }
     expire_offers(s, now);
-    if (s.peers.empty()) sit = swarms_.erase(sit);
+    if (s.peers.empty()) sit = erase_swarm(sit);
     else ++sit;
   }
 }

@@ -2,10 +2,13 @@
 // The WebTorrent tracker domain for one shard: swarms keyed by info_hash, their peers, offers
 // relayed and awaiting an answer, expiry. Time and randomness come in as parameters, results go
 // out as (connection id, message) pairs; no sockets, no logging, no metrics library.
-// Not thread-safe: one shard is owned by one thread.
+// A swarm is created only with room taken from the swarm_budget shared by every shard
+// (tracker.max_swarms); an announce that would create one beyond it is refused with
+// server_full, and its pair released. Not thread-safe: one shard is owned by one thread.
 #include <array>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -14,6 +17,7 @@
 #include "protocol/webtorrent.hpp"
 #include "server/swarm/address.hpp"
 #include "server/swarm/ids.hpp"
+#include "server/swarm/swarm_budget.hpp"
 
 namespace swarmcoord::swarm {
 
@@ -35,8 +39,8 @@ struct tracker_config {
 
 // Plain counters, summed across shards by whoever reports them.
 struct tracker_counters {
-  // Announces refused by the swarm's rules, by reason (peer_id_in_use); the session counts
-  // the errors of decoding and of its own limits.
+  // Announces refused by the swarm's rules, by reason (peer_id_in_use, server_full); the
+  // session counts the errors of decoding and of its own limits.
   std::array<std::uint64_t, wt::error_reason_count> errors{};
   std::uint64_t offers_relayed = 0;
   std::uint64_t offers_unrelayed = 0;  // no other peer, over the cap, or malformed
@@ -44,6 +48,7 @@ struct tracker_counters {
   std::uint64_t answers_dropped_unknown_offer = 0;
   std::uint64_t answers_dropped_offerer_gone = 0;
   std::uint64_t peers_expired = 0;
+  std::uint64_t limited_swarms = 0;  // announces refused for tracker.max_swarms
 };
 
 struct outgoing {
@@ -53,10 +58,10 @@ struct outgoing {
 
 // An (info_hash, peer_id) pair that stopped belonging to a connection that is still open:
 // another connection took it over after this one fell silent, it expired, or this
-// connection's announce of it was refused (the peer_id is another's). The connection's home
-// counts the pairs it holds (tracker.max_peers_per_connection covers all shards), so it has
-// to hear. Pairs a connection stops itself, or that go with it when it closes, are not
-// reported.
+// connection's announce of it was refused (the peer_id is another's, or server_full). The
+// connection's home counts the pairs it holds (tracker.max_peers_per_connection covers all
+// shards), so it has to hear. Pairs a connection stops itself, or that go with it when it
+// closes, are not reported.
 // `ticket` is the one the connection gave its latest announce of the pair (on_announce): a
 // release its home receives after a newer announce of the pair is stale, and ignored there.
 struct released_peer {
@@ -81,7 +86,13 @@ struct tracker_totals {
 
 class tracker {
  public:
-  explicit tracker(tracker_config config, std::uint64_t seed = 0x5eed);
+  // budget: shared with the other shards; none means no cap.
+  explicit tracker(tracker_config config, std::uint64_t seed = 0x5eed, std::shared_ptr<swarm_budget> budget = nullptr);
+  ~tracker();  // gives back the room its swarms hold
+  // Movable (the moved-from one holds nothing and gives nothing back), not copyable: two
+  // copies would give the same room back twice.
+  tracker(tracker&&) = default;
+  tracker& operator=(tracker&&) = delete;
 
   // ticket: the connection's number for this announce, returned in a release of the pair.
   // A peer_id belongs to the connection that announced it into the swarm: an announce of it
@@ -168,6 +179,8 @@ class tracker {
   void set_subnet(swarm& s, std::uint32_t index, std::uint64_t subnet);
   void set_seeder(swarm& s, peer& p, bool seeder);
   void forget_membership(connection_id conn, const binary_id& info_hash, const binary_id& peer_id);
+  // Erases an empty swarm and gives its room back; returns the next iterator.
+  swarm_map::iterator erase_swarm(swarm_map::iterator it);
   void choose_recipients(const swarm& s, std::uint32_t self, std::size_t k,
                          std::vector<std::uint32_t>& chosen);
   void relay_offers(swarm& s, const binary_id& info_hash, std::uint32_t self, wt::announce& a,
@@ -177,6 +190,7 @@ class tracker {
 
   tracker_config config_;
   std::mt19937_64 rng_;
+  std::shared_ptr<swarm_budget> budget_;
   swarm_map swarms_;
   std::unordered_map<connection_id, std::vector<membership>> connections_;
   std::vector<released_peer> released_;

@@ -118,6 +118,9 @@ describe('HTTP endpoints and metrics', () => {
       'peer_id_in_use', 'message_too_big']) {
       has('swarmcoord_protocol_errors_total', { protocol: 'webtorrent', reason });
     }
+    has('swarmcoord_protocol_errors_total', { protocol: 'webtorrent', reason: 'server_full' });
+    for (const limit of ['webtorrent_swarms', 'native_swarms', 'swarm_memory']) has('swarmcoord_limited_total', { limit });
+    has('swarmcoord_swarm_memory_bytes');
     has('swarmcoord_connections_accepted_total');
     has('swarmcoord_offers_relayed_total');
     has('swarmcoord_answers_relayed_total');

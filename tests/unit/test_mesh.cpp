@@ -354,45 +354,6 @@ TEST_CASE("mesh: locality tiers and subnet keys", "[mesh]") {
 
 // ------------------------------------------------------------------ joining
 
-TEST_CASE("mesh: a shard opens at most max_swarms swarms", "[mesh]") {
-  mesh_config config;
-  config.max_swarms = 2;
-  mesh m(config, 7);
-  std::vector<mesh_outgoing> out;
-  member_info who{1, 1, 8, {}};
-  join_outcome outcome{};
-  auto join = [&](const std::string& url) {
-    out.clear();
-    nv::join j;
-    j.swarm = url;
-    j.size = 4096;
-    j.block_size = 1024;
-    outcome = m.on_join(who, std::move(j), 0, out);
-    REQUIRE_FALSE(out.empty());
-    return out.front().message;
-  };
-  CHECK(std::holds_alternative<nv::joined>(join("https://a.example/1")));
-  CHECK(std::holds_alternative<nv::joined>(join("https://a.example/2")));
-  auto refused = join("https://a.example/3");
-  REQUIRE(std::holds_alternative<nv::error>(refused));
-  CHECK(std::get<nv::error>(refused).code == nv::error_code::too_many_swarms);
-  CHECK(outcome == join_outcome::refused);  // the session's slot comes back
-  // Joining a swarm that exists is still fine.
-  CHECK(std::holds_alternative<nv::joined>(join("https://a.example/2")));
-  CHECK(outcome == join_outcome::joined);
-  // A member whose re-join fails stays a member with its old state: its slot is kept.
-  nv::join bad;
-  bad.swarm = "https://a.example/2";
-  bad.size = 8192;  // not the swarm's size
-  bad.block_size = 1024;
-  out.clear();
-  CHECK(m.on_join(who, std::move(bad), 0, out) == join_outcome::joined);
-  REQUIRE(std::holds_alternative<nv::error>(out.front().message));
-  CHECK(std::get<nv::error>(out.front().message).code == nv::error_code::swarm_mismatch);
-  CHECK(m.totals().swarms == 2);
-  CHECK(m.check_invariants().empty());
-}
-
 TEST_CASE("mesh: the joiner gets joined, then neighbors", "[mesh]") {
   world w;
   for (nv::peer_id id = 1; id <= 4; ++id) w.add_peer(id, 8, far_away(static_cast<std::uint32_t>(id)));

@@ -341,7 +341,7 @@ TEST_CASE("native: error code and locality names are the wire contract", "[nativ
                          "hello_required", "already_hello",  "bad_url",            "bad_base64",
                          "bad_bitfield",   "block_out_of_range", "too_many_swarms", "too_many_blocks",
                          "swarm_mismatch", "not_joined",     "peer_not_found",     "signal_too_big",
-                         "not_linked", "not_allowed"};
+                         "not_linked", "not_allowed", "server_full"};
   REQUIRE(std::size(names) == nv::error_code_count);
   for (std::size_t i = 0; i < nv::error_code_count; ++i)
     CHECK(nv::to_string(static_cast<nv::error_code>(i)) == names[i]);

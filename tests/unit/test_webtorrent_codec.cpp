@@ -617,6 +617,7 @@ TEST_CASE("error_reason names are distinct metric labels") {
   CHECK(wt::to_string(wt::error_reason::invalid_info_hash) == "invalid_info_hash");
   CHECK(wt::to_string(wt::error_reason::too_many_peers) == "too_many_peers");
   CHECK(wt::to_string(wt::error_reason::peer_id_in_use) == "peer_id_in_use");
+  CHECK(wt::to_string(wt::error_reason::server_full) == "server_full");
 }
 
 // ---------------------------------------------------------------- server messages
