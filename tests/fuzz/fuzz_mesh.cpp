@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -19,6 +20,7 @@
 
 #include "fuzz_check.hpp"
 #include "server/swarm/mesh.hpp"
+#include "server/swarm/swarm_budget.hpp"
 
 namespace sw = swarmcoord::swarm;
 namespace nv = swarmcoord::protocol::native;
@@ -35,7 +37,8 @@ constexpr std::uint32_t block_sizes[] = {1024, 4096, 65536};
 
 class driver {
  public:
-  explicit driver(FuzzedDataProvider& in) : in_(in), mesh_(config_from(in), in.ConsumeIntegral<std::uint64_t>()) {
+  explicit driver(FuzzedDataProvider& in)
+      : in_(in), budget_(budget_from(in)), mesh_(config_from(in), in.ConsumeIntegral<std::uint64_t>(), budget_) {
     for (auto& p : peers_) p = new_peer();
   }
 
@@ -70,10 +73,17 @@ class driver {
     c.max_candidates = in.ConsumeIntegralInRange<std::size_t>(1, 16);
     c.exhaustive_below = in.ConsumeIntegralInRange<std::size_t>(0, 16);
     c.max_blocks = in.PickValueInArray({1u, 8u, 64u, 16384u});
-    c.max_swarms = in.ConsumeIntegralInRange<std::size_t>(1, 4);
     c.max_takebacks_per_plan = in.ConsumeIntegralInRange<std::size_t>(0, 4);
     c.replan_per_call = in.ConsumeIntegralInRange<std::size_t>(1, 16);
     return c;
+  }
+
+  // Small caps on swarms and block-map bytes, so that joins run into them (server_full).
+  static std::shared_ptr<sw::swarm_budget> budget_from(FuzzedDataProvider& in) {
+    sw::budget_limits limits;
+    limits.native_swarms = in.ConsumeIntegralInRange<std::size_t>(1, 4);
+    limits.block_map_bytes = in.PickValueInArray<std::size_t>({64, 4096, 1 << 20, sw::unlimited});
+    return std::make_shared<sw::swarm_budget>(limits);
   }
 
   sw::member_info new_peer() {
@@ -219,6 +229,7 @@ class driver {
   }
 
   FuzzedDataProvider& in_;
+  std::shared_ptr<sw::swarm_budget> budget_;  // shared with mesh_, as with every worker's
   sw::mesh mesh_;
   std::map<sw::mesh_connection_id, nv::peer_id> id_of_conn_;
   std::map<std::pair<std::string, nv::peer_id>, std::map<nv::peer_id, bool>> views_;

@@ -9,10 +9,12 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "fuzz_check.hpp"
+#include "server/swarm/swarm_budget.hpp"
 #include "server/swarm/tracker.hpp"
 
 namespace sw = swarmcoord::swarm;
@@ -45,7 +47,11 @@ struct relay_seen {
 
 class driver {
  public:
-  explicit driver(FuzzedDataProvider& in) : in_(in), tracker_(config_from(in), in.ConsumeIntegral<std::uint64_t>()) {}
+  explicit driver(FuzzedDataProvider& in)
+      : in_(in),
+        budget_(std::make_shared<sw::swarm_budget>(
+            sw::budget_limits{.webtorrent_swarms = in.ConsumeIntegralInRange<std::size_t>(1, 8)})),
+        tracker_(config_from(in), in.ConsumeIntegral<std::uint64_t>(), budget_) {}
 
   void run() {
     for (int step = 0; step < max_steps && in_.remaining_bytes() > 0; ++step) {
@@ -97,7 +103,15 @@ class driver {
     const auto info_hash = a.info_hash, peer_id = a.peer_id;
     tracker_.on_announce(conn, address_of(conn), std::move(a), now_, out_, in_.ConsumeIntegral<std::uint32_t>());
     // The announcer hears first; everything after is one of its offers, relayed to another connection.
-    FUZZ_REQUIRE(!out_.empty() && out_[0].to == conn && std::holds_alternative<wt::announce_response>(out_[0].message));
+    FUZZ_REQUIRE(!out_.empty() && out_[0].to == conn);
+    // Or it is refused by the swarm's rules (the peer_id is another live connection's, or no
+    // room for a new swarm), and nothing else happens.
+    if (const auto* refused = std::get_if<wt::request_error>(&out_[0].message)) {
+      FUZZ_REQUIRE(refused->reason == wt::error_reason::peer_id_in_use || refused->reason == wt::error_reason::server_full);
+      FUZZ_REQUIRE(out_.size() == 1);
+      return;
+    }
+    FUZZ_REQUIRE(std::holds_alternative<wt::announce_response>(out_[0].message));
     // Its counts are the swarm's after the announce, as a scrape tells them.
     const auto& response = std::get<wt::announce_response>(out_[0].message);
     std::vector<wt::scrape_file> files;
@@ -155,6 +169,7 @@ class driver {
   }
 
   FuzzedDataProvider& in_;
+  std::shared_ptr<sw::swarm_budget> budget_;  // a small cap on swarms: announces run into server_full
   sw::tracker tracker_;
   sw::time_ms now_ = 1'000'000;
   std::vector<sw::outgoing> out_;
