@@ -78,9 +78,12 @@ exporter::exporter(std::string_view version)
                 "Connections refused: WebSocket upgrades over server.max_connections (503), plain HTTP "
                 "connections over server.max_http_sessions."),
         {}, [](const worker_figures& f) { return f.net.connections_rejected; });
-  count_each(counter("swarmcoord_limited_total",
-                     "Requests refused for a budget (limits.*): HTTP 429, a closed connection or a protocol error."),
-             {}, "limit", limit_names, [](const worker_figures& f) -> const auto& { return f.limits.refused; });
+  // Requests refused for a budget: per address here (the network layer and the sessions
+  // count them), global caps of the domain below.
+  auto& limited = counter("swarmcoord_limited_total",
+                          "Requests refused for a budget (limits.*, tracker.max_swarms): HTTP 429, a closed "
+                          "connection or a protocol error.");
+  count_each(limited, {}, "limit", limit_names, [](const worker_figures& f) -> const auto& { return f.limits.refused; });
   count_each(counter("swarmcoord_accept_errors_total",
                      "Failed accepts on the public port, by reason (out_of_descriptors: raise the fd limit)."),
              {}, "reason", accept_error_names, [](const worker_figures& f) -> const auto& { return f.net.accept_errors; });
@@ -140,8 +143,7 @@ exporter::exporter(std::string_view version)
                              "under limits.max_swarm_memory_mb.");
   show(swarm_memory, {}, [](const worker_figures& f) { return f.mesh_totals.block_map_bytes; });
 
-  // ---- limits: requests refused by a cap, one row per limit (label values are stable)
-  auto& limited = counter("swarmcoord_limited_total", "Requests refused by a limit, by limit.");
+  // ---- global caps (swarm_budget), in swarmcoord_limited_total with the per-address limits
   count(limited, {{"limit", "webtorrent_swarms"}}, [](const worker_figures& f) { return f.tracker.limited_swarms; });
   count(limited, {{"limit", "native_swarms"}}, [](const worker_figures& f) { return f.mesh.limited_swarms; });
   count(limited, {{"limit", "swarm_memory"}}, [](const worker_figures& f) { return f.mesh.limited_memory; });
